@@ -1,0 +1,539 @@
+"""The one validated settings object: `config/bot.yaml`, overridden by environment, secrets from env/.env.
+
+Precedence (highest first): environment variables `KRONOS_BOT__SECTION__KEY`, then `.env`, then the YAML
+file, then the defaults below. Every section forbids unknown keys so a typo in YAML refuses to start
+instead of silently using a default; `ConfigError` carries the file, the dotted key path and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from dotenv import dotenv_values
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+CONFIG_ENV_VAR = "KRONOS_BOT_CONFIG"
+DEFAULT_CONFIG_PATH = Path("config/bot.yaml")
+ENV_PREFIX = "KRONOS_BOT__"
+ENV_DELIMITER = "__"
+SECRET_FIELDS = ("alpaca_api_key", "alpaca_secret_key", "hf_token", "forecaster_token", "live_trading_confirm")
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+SizeFraction = Annotated[float, Field(gt=0.0, le=1.0)]
+PositiveSeconds = Annotated[float, Field(gt=0.0)]
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,10}/USD$")
+
+
+class Section(BaseModel):
+    """Base of every YAML section: unknown keys are errors, values are validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class ScheduleSettings(Section):
+    # Minutes of the hour at which the entry cycle runs (APScheduler cron `minute` field syntax).
+    entry_minutes: str = "0,15,30,45"
+    # Seconds after each entry minute, so that the hourly bar has closed and been published.
+    entry_offset_seconds: int = Field(30, ge=0, le=59)
+    # How often the exit monitor checks trailing stops, in seconds.
+    exit_interval_seconds: int = Field(60, ge=5, le=3600)
+    # A job that starts later than this (seconds) after its time is skipped instead of run late.
+    misfire_grace_seconds: int = Field(120, ge=1)
+    # On SIGTERM, how long (seconds) a running job may take to finish before the daemon exits anyway.
+    shutdown_timeout_seconds: float = Field(30.0, gt=0)
+
+    @field_validator("entry_minutes")
+    @classmethod
+    def _valid_cron_minutes(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger(minute=value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"not a valid cron minute expression: {exc}") from exc
+        return value
+
+
+class BarsSettings(Section):
+    # How many closed hourly bars each cycle fetches and feeds to the gates (Kronos context length).
+    count: int = Field(60, ge=30, le=512)
+    # Alpaca crypto data feed.
+    feed: Literal["us"] = "us"
+    # The last closed bar may be at most this many minutes old (bar close time vs. now), else the symbol is skipped.
+    max_last_bar_age_minutes: int = Field(90, ge=1)
+    # Missing hours inside the window: reject the symbol above this count, else forward-fill them.
+    max_missing_bars: int = Field(3, ge=0)
+    # What to do with up to max_missing_bars gaps: forward-fill (zero volume, logged) or reject the symbol.
+    missing_policy: Literal["ffill", "reject"] = "ffill"
+    # HTTP timeout for one data request, seconds.
+    request_timeout_seconds: PositiveSeconds = 10.0
+    # Attempts per request on 429 / 5xx / timeouts before the symbols are skipped for this cycle.
+    max_attempts: int = Field(4, ge=1, le=10)
+    # First retry delay in seconds (doubles each attempt; a 429's Retry-After wins when longer).
+    backoff_seconds: float = Field(1.0, ge=0)
+    # Base URL override for Alpaca's market-data API (tests point it at a local fake server).
+    data_url_override: str | None = None
+
+
+class TechnicalSettings(Section):
+    # Check switches: a disabled check neither passes nor fails the gate.
+    check_rsi: bool = True
+    check_ema: bool = True
+    check_macd: bool = True
+    # RSI look-back in bars (Wilder smoothing).
+    rsi_period: int = Field(14, ge=2, le=100)
+    # RSI must lie inside [rsi_min, rsi_max] (0-100): not oversold into a crash, not overbought.
+    rsi_min: float = Field(40.0, ge=0, le=100)
+    rsi_max: float = Field(70.0, ge=0, le=100)
+    # EMA periods in bars: the fast one must be above the slow one, and the close above the slow one.
+    ema_fast: int = Field(12, ge=2, le=200)
+    ema_slow: int = Field(26, ge=3, le=400)
+    # MACD periods in bars: line = EMA(fast) - EMA(slow), signal = EMA(line, signal); line > 0, histogram rising.
+    macd_fast: int = Field(12, ge=2, le=200)
+    macd_slow: int = Field(26, ge=3, le=400)
+    macd_signal: int = Field(9, ge=2, le=100)
+
+    @field_validator("rsi_max", "ema_slow", "macd_slow")
+    @classmethod
+    def _above_its_partner(cls, value: float, info: ValidationInfo) -> float:
+        partner = {"rsi_max": "rsi_min", "ema_slow": "ema_fast", "macd_slow": "macd_fast"}[info.field_name]
+        lower = info.data.get(partner)
+        if lower is not None and value <= lower:
+            raise ValueError(f"must be greater than {partner} ({lower})")
+        return value
+
+
+class FearGreedSettings(Section):
+    # Blend the public Crypto Fear & Greed index into the sentiment score (off by default).
+    enabled: bool = False
+    # Weight of the index in the blended score (0-1); the news score gets the rest.
+    weight: Probability = 0.2
+    # Public JSON endpoint of the index (no key needed).
+    url: str = "https://api.alternative.me/fng/?limit=1"
+    # HTTP timeout, seconds.
+    timeout_seconds: PositiveSeconds = 5.0
+
+
+class SentimentSettings(Section):
+    # News provider: Alpaca News (needs API keys) or none (the gate then reports NO_DATA).
+    provider: Literal["alpaca_news", "none"] = "alpaca_news"
+    # How far back news is read, hours.
+    lookback_hours: int = Field(24, ge=1, le=168)
+    # Recency weighting: an article this many hours old counts half as much as a new one.
+    half_life_hours: float = Field(6.0, gt=0)
+    # Weighted mean compound score (-1..1) at or above which the gate is BULLISH.
+    bullish_threshold: float = Field(0.15, ge=-1, le=1)
+    # Weighted mean compound score at or below which the gate is BEARISH.
+    bearish_threshold: float = Field(-0.15, ge=-1, le=1)
+    # Any single article scoring below this (-1..1) within veto_window_hours makes the gate BEARISH.
+    veto_threshold: float = Field(-0.6, ge=-1, le=1)
+    # Window of the single-article veto, hours.
+    veto_window_hours: int = Field(6, ge=1, le=168)
+    # Most articles read per cycle and symbol.
+    max_articles: int = Field(50, ge=1, le=50)
+    # HTTP timeout for the news request, seconds.
+    request_timeout_seconds: PositiveSeconds = 10.0
+    # Optional second provider.
+    fear_greed: FearGreedSettings = FearGreedSettings()
+
+    @field_validator("bearish_threshold")
+    @classmethod
+    def _below_bullish(cls, value: float, info: ValidationInfo) -> float:
+        bullish = info.data.get("bullish_threshold")
+        if bullish is not None and value >= bullish:
+            raise ValueError(f"must be below bullish_threshold ({bullish})")
+        return value
+
+
+class KronosGateSettings(Section):
+    # magnitude: predicted close vs last close; ensemble: share of sampled paths ending up/down.
+    method: Literal["magnitude", "ensemble"] = "magnitude"
+    # Number of bars Kronos predicts (>= 1).
+    pred_len: int = Field(4, ge=1, le=64)
+    # Which predicted bar (1-based) is the horizon compared with the last close; <= pred_len.
+    horizon: int = Field(4, ge=1, le=64)
+    # magnitude: UP above +threshold, DOWN below -threshold, else FLAT; percent of the last close.
+    threshold_percent: float = Field(0.3, ge=0, le=50)
+    # ensemble: a path counts as up when its horizon close exceeds last close x (1 + this percent / 100).
+    ensemble_threshold_percent: float = Field(0.0, ge=0, le=50)
+    # A signal is actionable when its confidence (0-1) is at least this.
+    min_confidence: Probability = 0.55
+    # Sampled paths per symbol (ensemble needs many; magnitude works with 1).
+    samples: int = Field(1, ge=1, le=256)
+    # Sampling temperature (> 0).
+    temperature: float = Field(1.0, gt=0, le=10)
+    # Nucleus sampling mass (0-1]; ignored when top_k > 0.
+    top_p: float = Field(0.9, gt=0, le=1)
+    # Keep only the k most likely tokens (0 = off; 1 = greedy).
+    top_k: int = Field(0, ge=0)
+    # Seed for reproducible sampling (null = a fresh seed each forecast).
+    seed: int | None = None
+
+    @field_validator("horizon")
+    @classmethod
+    def _horizon_within_prediction(cls, value: int, info: ValidationInfo) -> int:
+        pred_len = info.data.get("pred_len")
+        if pred_len is not None and value > pred_len:
+            raise ValueError(f"must be <= pred_len ({pred_len})")
+        return value
+
+
+class GatesSettings(Section):
+    technical: TechnicalSettings = TechnicalSettings()
+    sentiment: SentimentSettings = SentimentSettings()
+    kronos: KronosGateSettings = KronosGateSettings()
+
+
+class TierSettings(Section):
+    # Size multiplier when technical, sentiment and Kronos all confirm (0-1].
+    triple_confirmed: SizeFraction = 1.0
+    # Size multiplier when Kronos confirms but not all three gates do (0-1].
+    kronos_only: SizeFraction = 0.6
+
+
+class EngineSettings(Section):
+    tiers: TierSettings = TierSettings()
+    # Require a technical PASS for the kronos_only tier too.
+    require_technical_for_kronos_only: bool = False
+    # How NO_DATA sentiment counts: like NEUTRAL (default) or as a block.
+    sentiment_no_data: Literal["neutral", "block"] = "neutral"
+
+
+class SizingSettings(Section):
+    # fixed_usd: every full-size entry is fixed_usd; equity_fraction: a fraction of account equity.
+    mode: Literal["fixed_usd", "equity_fraction"] = "fixed_usd"
+    # Full-size entry in USD (before the tier multiplier).
+    fixed_usd: float = Field(100.0, gt=0)
+    # Full-size entry as a fraction of equity (0-1].
+    equity_fraction: SizeFraction = 0.05
+    # Cap on one position's notional, USD.
+    max_position_notional: float = Field(1000.0, gt=0)
+    # Entries below this notional (USD) are skipped.
+    min_notional: float = Field(10.0, ge=1)
+
+
+class RiskSettings(Section):
+    # Most positions open at once across all symbols.
+    max_open_positions: int = Field(3, ge=1, le=50)
+    # After a position in a symbol closes, no new entry in it for this many minutes.
+    cooldown_minutes: int = Field(60, ge=0)
+    # Realized loss (USD) within a UTC day at which entries pause until the next UTC day (0 = off).
+    daily_loss_limit_usd: float = Field(50.0, ge=0)
+
+
+class BackstopSettings(Section):
+    # Keep a broker-side GTC stop_limit at the current stop level while a position is open.
+    enabled: bool = True
+    # The backstop's limit price sits this percent below its stop price (so it can fill in a fast fall).
+    limit_offset_percent: float = Field(1.0, gt=0, lt=50)
+    # Replace the backstop only when the stop has risen by more than this percent since it was placed.
+    replace_step_percent: float = Field(0.5, ge=0, lt=50)
+
+
+class ExitSettings(Section):
+    # Trailing stop: exit when price <= high-water mark x (1 - trail_percent / 100); percent in (0, 50).
+    trail_percent: float = Field(2.0, gt=0, lt=50)
+    # Trail only once profit from entry reaches this percent (0 = trail from entry).
+    trail_activation_percent: float = Field(0.0, ge=0, lt=100)
+    # Hard stop-loss below entry, percent (0 = off).
+    stop_loss_percent: float = Field(5.0, ge=0, lt=100)
+    # Close any position held longer than this many hours (0 = no limit).
+    max_hold_hours: float = Field(0.0, ge=0)
+    backstop: BackstopSettings = BackstopSettings()
+
+
+class SimBrokerSettings(Section):
+    # Starting cash of the simulated account, USD.
+    starting_cash: float = Field(10_000.0, gt=0)
+    # Fee per fill, percent of notional, taken in the received asset as Alpaca does (0.25 = taker).
+    fee_percent: float = Field(0.25, ge=0, lt=10)
+    # Fill price slippage against the order, basis points.
+    slippage_bps: float = Field(5.0, ge=0, lt=1000)
+
+
+class BrokerSettings(Section):
+    # auto: Alpaca paper when API keys are set, else the simulated broker; or force one.
+    kind: Literal["auto", "alpaca", "sim"] = "auto"
+    # Live trading needs this AND the environment variable KRONOS_BOT_LIVE_TRADING=I_UNDERSTAND.
+    live: bool = False
+    # Adopt broker positions the bot did not open (manage their exits) instead of ignoring them.
+    adopt_external_positions: bool = False
+    # HTTP timeout for trading requests, seconds.
+    request_timeout_seconds: PositiveSeconds = 10.0
+    # Attempts per trading request on 429/5xx/timeouts (an order is looked up before any retry).
+    max_attempts: int = Field(3, ge=1, le=10)
+    # Base URL override for Alpaca's trading API (tests point it at a local fake server).
+    trading_url_override: str | None = None
+    sim: SimBrokerSettings = SimBrokerSettings()
+
+
+class ForecasterSettings(Section):
+    # auto: the service when its socket answers, else load the model in this process (with a warning);
+    # service: the service only (systemd); inprocess: always load the model here.
+    mode: Literal["auto", "service", "inprocess"] = "auto"
+    # Unix socket the forecaster serves on (group-readable only).
+    socket_path: str = "/run/kronos-bot/forecaster.sock"
+    # Instead of the socket: the forecaster's URL (e.g. http://gpu-host:8765); needs KRONOS_BOT_FORECASTER_TOKEN.
+    url: str | None = None
+    # TCP bind address and port when `kronos-bot forecaster --host/--port` is used.
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=1, le=65535)
+    # Client timeout for one forecast request, seconds.
+    request_timeout_seconds: PositiveSeconds = 30.0
+    # Client attempts on connection errors and 5xx (never on 4xx).
+    max_attempts: int = Field(3, ge=1, le=10)
+    # First client retry delay, seconds (doubles each attempt).
+    backoff_seconds: float = Field(0.5, ge=0)
+    # How long the trader waits for the forecaster to become ready at start, seconds.
+    ready_timeout_seconds: float = Field(300.0, ge=0)
+    # Hugging Face repo id or local directory of the predictor, and its pinned revision.
+    model: str = "NeoQuasar/Kronos-small"
+    model_revision: str | None = "901c26c1332695a2a8f243eb2f37243a37bea320"
+    # Hugging Face repo id or local directory of the tokenizer, and its pinned revision.
+    tokenizer: str = "NeoQuasar/Kronos-Tokenizer-base"
+    tokenizer_revision: str | None = "0e0117387f39004a9016484a186a908917e22426"
+    # Check config.json and model.safetensors against the known sha256 values before loading.
+    verify_sha256: bool = True
+    # Hugging Face cache directory (null = the Hub default, ~/.cache/huggingface/hub).
+    hf_cache_dir: str | None = None
+    # torch device: cpu, or cuda / cuda:N on a GPU host.
+    device: str = "cpu"
+    # torch CPU threads (>= 1).
+    threads: int = Field(2, ge=1, le=256)
+    # Longest token window the model attends to (Kronos-small: 512).
+    max_context: int = Field(512, ge=16, le=2048)
+    # Series shorter than this many bars are rejected.
+    min_context_bars: int = Field(16, ge=2)
+    # The service answers 413 above this many series x samples x bars in one request.
+    max_request_cells: int = Field(4 * 64 * 512, ge=1)
+
+
+class JournalSettings(Section):
+    # SQLite file holding decisions, orders, positions and forecasts (relative to the working directory).
+    path: str = "var/kronos-bot.sqlite"
+
+
+class LoggingSettings(Section):
+    # Minimum level logged.
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json: one JSON object per line (journald); console: readable; auto: console on a TTY, else json.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    """Everything the bot reads at start; built by `load_settings`, never mutated afterwards."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    # Symbols traded, in BASE/USD form.
+    symbols: list[str] = Field(default_factory=lambda: ["BTC/USD", "ETH/USD", "SOL/USD", "DOGE/USD"])
+    schedule: ScheduleSettings = ScheduleSettings()
+    bars: BarsSettings = BarsSettings()
+    gates: GatesSettings = GatesSettings()
+    engine: EngineSettings = EngineSettings()
+    sizing: SizingSettings = SizingSettings()
+    risk: RiskSettings = RiskSettings()
+    exits: ExitSettings = ExitSettings()
+    broker: BrokerSettings = BrokerSettings()
+    forecaster: ForecasterSettings = ForecasterSettings()
+    journal: JournalSettings = JournalSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    # Secrets: environment or .env only, never YAML, never logged.
+    alpaca_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("ALPACA_API_KEY"))
+    alpaca_secret_key: SecretStr | None = Field(None, validation_alias=AliasChoices("ALPACA_SECRET_KEY"))
+    hf_token: SecretStr | None = Field(None, validation_alias=AliasChoices("HF_TOKEN"))
+    forecaster_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("KRONOS_BOT_FORECASTER_TOKEN")
+    )
+    live_trading_confirm: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("KRONOS_BOT_LIVE_TRADING")
+    )
+    # Which file was read; accepted here so KRONOS_BOT_CONFIG may live in .env. Not a setting.
+    config_file: str | None = Field(None, validation_alias=AliasChoices("KRONOS_BOT_CONFIG"), exclude=True)
+
+    @field_validator(*SECRET_FIELDS, mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: Any) -> Any:
+        """`ALPACA_API_KEY=` (as in .env.example) means "not set", not an empty key."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_form(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one symbol is needed")
+        for symbol in value:
+            if not _SYMBOL_RE.match(symbol):
+                raise ValueError(f"{symbol!r} is not in BASE/USD form (e.g. BTC/USD)")
+        if len(set(value)) != len(value):
+            raise ValueError("symbols are listed more than once")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        if self.bars.count > self.forecaster.max_context:
+            raise ValueError(
+                f"bars.count ({self.bars.count}) exceeds forecaster.max_context ({self.forecaster.max_context})"
+            )
+        if self.bars.count < self.gates.technical.macd_slow + self.gates.technical.macd_signal:
+            raise ValueError("bars.count is too short for the MACD periods (needs macd_slow + macd_signal)")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_source = InitSettingsSource(settings_cls, init_kwargs=_YAML_DATA.get())
+        return (init_settings, env_settings, dotenv_settings, yaml_source)
+
+    # ----- helpers used across the bot -----
+
+    @property
+    def has_alpaca_keys(self) -> bool:
+        return bool(self.alpaca_api_key and self.alpaca_secret_key)
+
+    def effective_broker(self) -> Literal["alpaca", "sim"]:
+        """`auto` resolves to Alpaca paper when keys are present, otherwise the simulated broker."""
+        if self.broker.kind == "auto":
+            return "alpaca" if self.has_alpaca_keys else "sim"
+        return self.broker.kind
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective config as plain data with every secret replaced by a marker."""
+        data = self.model_dump(mode="json")
+        data.pop("config_file", None)
+        for name in SECRET_FIELDS:
+            data[name] = "**********" if getattr(self, name) is not None else None
+        return data
+
+    def fingerprint(self) -> str:
+        """A short hash of the non-secret config, journaled with every decision to tie it to its thresholds."""
+        data = self.model_dump(mode="json", exclude=set(SECRET_FIELDS))
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+_YAML_DATA: ContextVar[dict[str, Any]] = ContextVar("_YAML_DATA", default={})
+
+
+class ConfigError(Exception):
+    """A configuration problem: names the file, the key path and the reason, one line each."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"invalid configuration ({source}):"]
+        lines += [f"  {key}: {reason}" for key, reason in problems]
+        super().__init__("\n".join(lines))
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """--config, else $KRONOS_BOT_CONFIG (environment, then .env), else config/bot.yaml."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get(CONFIG_ENV_VAR)
+    if not from_env and Path(".env").is_file():
+        from_env = dotenv_values(".env").get(CONFIG_ENV_VAR)
+    return Path(from_env) if from_env else DEFAULT_CONFIG_PATH
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(str(path), [("(file)", "not found")])
+    if not path.is_file():
+        raise ConfigError(str(path), [("(file)", "is not a regular file")])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [("(syntax)", str(exc).replace("\n", " "))]) from exc
+    except OSError as exc:
+        raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [("(top level)", "must be a mapping of sections")])
+    leaked = [name for name in SECRET_FIELDS if name in data]
+    if leaked:
+        raise ConfigError(
+            str(path),
+            [(name, "secrets belong in the environment or .env, not in the YAML file") for name in leaked],
+        )
+    return data
+
+
+def _env_override_for(key_path: str) -> str | None:
+    """The environment variable that set this key (or its section), so errors point at the right place."""
+    parts = key_path.upper().split(".")
+    env_names = {name.upper(): name for name in os.environ}
+    for depth in range(len(parts), 0, -1):
+        candidate = ENV_PREFIX + ENV_DELIMITER.join(parts[:depth])
+        if candidate in env_names:
+            return env_names[candidate]
+    return None
+
+
+def _format_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        key = ".".join(loc) if loc else "(top level)"
+        reason = err["msg"]
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key"
+        elif "input" in err and err["type"] not in ("missing",) and not any(s in key for s in SECRET_FIELDS):
+            reason = f"{reason} (got {err['input']!r})"
+        env_name = _env_override_for(key) if loc else None
+        if env_name:
+            reason = f"{reason} [set by environment variable {env_name}]"
+        problems.append((key, reason))
+    return problems
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read, merge and validate the configuration; raises ConfigError naming file, key and reason."""
+    config_path = resolve_config_path(path)
+    data = _read_yaml(config_path)
+    token = _YAML_DATA.set(data)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(str(config_path), _format_validation_error(exc)) from None
+    finally:
+        _YAML_DATA.reset(token)

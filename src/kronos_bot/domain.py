@@ -1,0 +1,108 @@
+"""Plain, torch-free value types that flow between market data, gates, the engine and the journal.
+
+Keeping them in one small module lets every decision function be pure and testable on hand-made values:
+a gate takes bars or a forecast and returns one of these; the engine takes these and returns a Decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+
+class TechnicalVerdict(StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    NO_DATA = "NO_DATA"  # too few bars for the indicators
+
+
+class SentimentVerdict(StrEnum):
+    BULLISH = "BULLISH"
+    NEUTRAL = "NEUTRAL"
+    BEARISH = "BEARISH"
+    NO_DATA = "NO_DATA"
+
+
+class KronosSignal(StrEnum):
+    UP = "UP"
+    DOWN = "DOWN"
+    FLAT = "FLAT"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+class Action(StrEnum):
+    ENTER = "ENTER"
+    SKIP = "SKIP"
+
+
+class Tier(StrEnum):
+    TRIPLE_CONFIRMED = "triple_confirmed"
+    KRONOS_ONLY = "kronos_only"
+
+
+@dataclass(frozen=True)
+class TechnicalResult:
+    """Every indicator value behind the verdict; `checks` maps check name -> passed (None = switched off)."""
+
+    verdict: TechnicalVerdict
+    close: float | None = None
+    rsi: float | None = None
+    ema_fast: float | None = None
+    ema_slow: float | None = None
+    macd: float | None = None
+    macd_signal: float | None = None
+    macd_hist: float | None = None
+    macd_hist_prev: float | None = None
+    checks: dict[str, bool | None] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SentimentResult:
+    verdict: SentimentVerdict
+    score: float | None = None
+    articles: int = 0
+    veto: bool = False
+    fear_greed: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class KronosResult:
+    signal: KronosSignal
+    confidence: float = 0.0
+    actionable: bool = False
+    method: str = ""
+    last_close: float | None = None
+    pred_close: float | None = None
+    pct: float | None = None
+    p_up: float | None = None
+    p_down: float | None = None
+    quantiles: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class GateResults:
+    """The three gate verdicts for one symbol in one cycle."""
+
+    symbol: str
+    technical: TechnicalResult
+    sentiment: SentimentResult
+    kronos: KronosResult
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the engine decided for one symbol, and every reason for it."""
+
+    symbol: str
+    action: Action
+    tier: Tier | None
+    notional: Decimal
+    reasons: list[str]
+    decided_at: datetime | None = None
+    # One human-readable sentence behind the stable reason codes, for the log line and the journal.
+    detail: str = ""

@@ -44,7 +44,10 @@ if [[ "$installed_torch" == "$TORCH_VERSION"* ]]; then
     say "torch $installed_torch already installed"
 else
     say "installing CPU torch $TORCH_VERSION"
-    if "$PY" -m pip install --quiet --no-index "torch==$TORCH_VERSION" 2>/dev/null; then
+    # The wheel itself from local files only (fails at once where there is none), then its small
+    # pure-Python dependencies from the usual index.
+    if "$PY" -m pip install --quiet --no-index --no-deps "torch==$TORCH_VERSION" 2>/dev/null \
+        && "$PY" -m pip install --quiet "torch==$TORCH_VERSION"; then
         say "torch installed from the local wheel cache"
     else
         say "no local torch wheel; using the CPU wheel index $TORCH_INDEX_URL"

@@ -6,13 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+import structlog
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 SHIPPED_CONFIG = REPO_ROOT / "config" / "bot.yaml"
 
 # Fixture modules shared across test files (each owned by the part of the bot it fakes).
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fakealpaca.fixtures"]
 
 _OPT_IN = {
     "hub": ("--run-hub", "KRONOS_BOT_RUN_HUB", "needs the Hugging Face Hub"),
@@ -49,4 +50,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         ):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # Logging configured by one test (level filter, stream) must not leak into the next one.
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")

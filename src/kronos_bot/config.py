@@ -94,6 +94,8 @@ class BarsSettings(Section):
     max_attempts: int = Field(4, ge=1, le=10)
     # First retry delay in seconds (doubles each attempt; a 429's Retry-After wins when longer).
     backoff_seconds: float = Field(1.0, ge=0)
+    # Longest single wait between attempts, Retry-After included, seconds.
+    max_retry_delay_seconds: float = Field(60.0, ge=0)
     # Base URL override for Alpaca's market-data API (tests point it at a local fake server).
     data_url_override: str | None = None
 
@@ -135,6 +137,8 @@ class FearGreedSettings(Section):
     url: str = "https://api.alternative.me/fng/?limit=1"
     # HTTP timeout, seconds.
     timeout_seconds: PositiveSeconds = 5.0
+    # A reading is reused for this many minutes (the index changes daily).
+    max_age_minutes: int = Field(60, ge=1)
 
 
 class SentimentSettings(Section):
@@ -156,6 +160,10 @@ class SentimentSettings(Section):
     max_articles: int = Field(50, ge=1, le=50)
     # HTTP timeout for the news request, seconds.
     request_timeout_seconds: PositiveSeconds = 10.0
+    # Attempts per news request on 429/5xx/timeouts (cached articles still serve when all fail).
+    max_attempts: int = Field(3, ge=1, le=10)
+    # First news retry delay, seconds (doubles each attempt).
+    backoff_seconds: float = Field(1.0, ge=0)
     # Optional second provider.
     fear_greed: FearGreedSettings = FearGreedSettings()
 
@@ -285,6 +293,10 @@ class BrokerSettings(Section):
     request_timeout_seconds: PositiveSeconds = 10.0
     # Attempts per trading request on 429/5xx/timeouts (an order is looked up before any retry).
     max_attempts: int = Field(3, ge=1, le=10)
+    # First trading retry delay, seconds (doubles each attempt; Retry-After wins when longer).
+    backoff_seconds: float = Field(1.0, ge=0)
+    # How long an entry/exit waits for a market order to fill before leaving it to reconciliation, seconds.
+    fill_timeout_seconds: float = Field(10.0, ge=0)
     # Base URL override for Alpaca's trading API (tests point it at a local fake server).
     trading_url_override: str | None = None
     sim: SimBrokerSettings = SimBrokerSettings()

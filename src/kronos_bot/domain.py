@@ -61,12 +61,17 @@ class TechnicalResult:
 
 @dataclass(frozen=True)
 class SentimentResult:
+    """`score` is the final (possibly Fear & Greed blended) score; `news_score` the news-only mean."""
+
     verdict: SentimentVerdict
     score: float | None = None
     articles: int = 0
     veto: bool = False
     fear_greed: int | None = None
     reason: str = ""
+    news_score: float | None = None
+    # Headline of the article that triggered the veto (so the decision log says which news blocked it).
+    veto_article: str | None = None
 
 
 @dataclass(frozen=True)

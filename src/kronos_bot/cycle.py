@@ -1,0 +1,289 @@
+"""One entry cycle: reconcile -> bars -> three gates -> engine -> journal + `decision` log -> orders.
+
+The daemon (`trader.py`), `kronos-bot once` and the end-to-end tests all run exactly this code. Each
+stage is timed (`cycle.end` carries the durations); one symbol's failure never stops the others, and an
+outage of a whole stage (market data, news, forecaster, broker) turns into SKIP decisions with the reason,
+never into a crash or a guessed value.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+
+from kronos_bot.broker.base import BrokerUnavailable
+from kronos_bot.config import Settings
+from kronos_bot.domain import (
+    Action,
+    Decision,
+    GateResults,
+    KronosResult,
+    SentimentResult,
+)
+from kronos_bot.engine import decide_all
+from kronos_bot.execution import EntryOutcome, Executor
+from kronos_bot.forecast_types import Forecaster
+from kronos_bot.gates.forecast_cache import ForecastCache, kronos_gates
+from kronos_bot.gates.kronos import unavailable
+from kronos_bot.gates.sentiment import sentiment_gates
+from kronos_bot.gates.technical import technical_gate
+from kronos_bot.health import DegradedTracker
+from kronos_bot.journal import Journal
+from kronos_bot.logs import bound_context, get_logger
+from kronos_bot.market.bars import BarsProblem
+from kronos_bot.market.news import FearGreedProvider, NewsFeed
+from kronos_bot.reconcile import Reconciler
+
+log = get_logger("kronos_bot.cycle")
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did: one decision (+ gates when they ran) per symbol, entries, stage durations."""
+
+    cycle_id: str
+    started_at: datetime
+    decisions: list[Decision] = field(default_factory=list)
+    gates: dict[str, GateResults] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[EntryOutcome] = field(default_factory=list)
+    durations: dict[str, float] = field(default_factory=dict)
+    status: str = "ok"
+    journal_cycle_id: int | None = None
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def decision_event(decision: Decision, gates: GateResults | None) -> dict[str, Any]:
+    """The keys of the `decision` log event (and of `kronos-bot once`'s table): every gate number."""
+    tech = gates.technical if gates else None
+    sent = gates.sentiment if gates else None
+    kron = gates.kronos if gates else None
+    return {
+        "symbol": decision.symbol,
+        "action": decision.action.value,
+        "tier": decision.tier.value if decision.tier else None,
+        "notional": str(decision.notional),
+        "reasons": list(decision.reasons),
+        "detail": decision.detail,
+        "technical": None if tech is None else {
+            "rsi": _round(tech.rsi, 3), "ema_fast": _round(tech.ema_fast), "ema_slow": _round(tech.ema_slow),
+            "macd": _round(tech.macd), "macd_hist": _round(tech.macd_hist), "checks": dict(tech.checks),
+            "verdict": tech.verdict.value,
+        },
+        "sentiment": None if sent is None else {
+            "score": _round(sent.score, 4), "articles": sent.articles, "veto": sent.veto,
+            "verdict": sent.verdict.value, "fear_greed": sent.fear_greed,
+            **({"reason": sent.reason} if sent.reason else {}),
+        },
+        "kronos": None if kron is None else {
+            "last_close": _round(kron.last_close), "pred_close": _round(kron.pred_close),
+            "pct": _round(kron.pct, 6), "p_up": _round(kron.p_up, 4), "confidence": _round(kron.confidence, 4),
+            "signal": kron.signal.value, "actionable": kron.actionable, "method": kron.method,
+            **({"reason": kron.reason} if kron.reason else {}),
+        },
+    }
+
+
+class EntryCycle:
+    """Wires the stages of one entry cycle; long-lived (its caches span cycles)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        journal: Journal,
+        executor: Executor,
+        reconciler: Reconciler,
+        market: Any,
+        news_feed: NewsFeed,
+        forecaster: Forecaster,
+        health: DegradedTracker,
+        fear_greed: FearGreedProvider | None = None,
+        forecast_cache: ForecastCache | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.executor = executor
+        self.reconciler = reconciler
+        self.market = market
+        self.news_feed = news_feed
+        self.forecaster = forecaster
+        self.health = health
+        self.fear_greed = fear_greed
+        self.forecast_cache = forecast_cache or ForecastCache()
+        self.clock = clock
+        self.last_report: CycleReport | None = None
+
+    def run(self, *, trade: bool = True, now: datetime | None = None) -> CycleReport:
+        """Run one cycle; with `trade=False` decisions are made and logged but no order is sent."""
+        now = now or self.clock()
+        report = CycleReport(cycle_id=now.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6], started_at=now)
+        journal_cycle = report.journal_cycle_id = self.journal.start_cycle("entry", now)
+        with bound_context(cycle_id=report.cycle_id):
+            log.info("cycle.start", at=now.isoformat(), symbols=self.settings.symbols, trade=trade)
+            try:
+                self._run(report, now, trade)
+            except Exception as exc:  # a cycle never takes the daemon down; the next one starts afresh
+                report.status = "error"
+                log.exception("cycle.error", error=f"{type(exc).__name__}: {exc}")
+            finally:
+                stats = {
+                    "durations": report.durations,
+                    "entered": [d.symbol for d in report.decisions if d.action is Action.ENTER],
+                    "decisions": len(report.decisions),
+                }
+                self.journal.end_cycle(journal_cycle, self.clock(), report.status, stats)
+                log.info(
+                    "cycle.end", status=report.status, decisions=len(report.decisions),
+                    entered=stats["entered"], durations={k: round(v, 3) for k, v in report.durations.items()},
+                    total_seconds=round(sum(report.durations.values()), 3),
+                )
+        self.last_report = report
+        return report
+
+    @contextmanager
+    def _stage(self, report: CycleReport, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            report.durations[name] = report.durations.get(name, 0.0) + time.perf_counter() - start
+
+    def _run(self, report: CycleReport, now: datetime, trade: bool) -> None:
+        symbols = list(self.settings.symbols)
+        with self._stage(report, "reconcile"):
+            self._reconcile(now)
+
+        with self._stage(report, "bars"):
+            bars, problems = self._bars(symbols, now)
+
+        with self._stage(report, "technical"):
+            technical = {s: technical_gate(df, self.settings.gates.technical) for s, df in bars.items()}
+        with self._stage(report, "sentiment"):
+            sentiment = self._sentiment(list(bars), now)
+        with self._stage(report, "kronos"):
+            kronos = self._kronos(bars)
+
+        with self._stage(report, "engine"):
+            gate_results = [GateResults(s, technical[s], sentiment[s], kronos[s]) for s in symbols if s in bars]
+            decisions_by_symbol = self._decide(gate_results, now)
+            for symbol, problem in problems.items():
+                decisions_by_symbol[symbol] = Decision(
+                    symbol=symbol, action=Action.SKIP, tier=None, notional=Decimal(0),
+                    reasons=["data_invalid"], decided_at=now, detail=f"bars: {problem}",
+                )
+        report.gates = {g.symbol: g for g in gate_results}
+        report.decisions = [decisions_by_symbol[s] for s in symbols if s in decisions_by_symbol]
+
+        with self._stage(report, "journal"):
+            decision_ids = self._record(report)
+
+        if trade:
+            with self._stage(report, "orders"):
+                hints = {s: Decimal(str(df["close"].iloc[-1])) for s, df in bars.items()}
+                entering = [d for d in report.decisions if d.action is Action.ENTER]
+                ids = [decision_ids[d.symbol] for d in entering]
+                cycle_time = now.replace(second=0, microsecond=0)
+                report.entries = self.executor.execute(entering, cycle_time, ids, price_hints=hints)
+
+    def _reconcile(self, now: datetime) -> None:
+        try:
+            result = self.reconciler.run(now)
+        except BrokerUnavailable as exc:
+            self.health.set("broker", f"reconcile failed: {exc}")
+            return
+        self.health.update("broker", None if getattr(result, "ok", True) else "reconcile incomplete")
+
+    def _bars(self, symbols: list[str], now: datetime) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+        try:
+            fetched = self.market.closed_bars(symbols, now)
+        except Exception as exc:  # the data client's own failures are per symbol; anything else is an outage
+            self.health.set("market_data", f"bars failed: {exc}")
+            return {}, {s: f"fetch_failed: {exc}" for s in symbols}
+        bars: dict[str, pd.DataFrame] = {}
+        problems: dict[str, str] = {}
+        for symbol in symbols:
+            value = fetched.get(symbol)
+            if isinstance(value, pd.DataFrame):
+                bars[symbol] = value
+            elif isinstance(value, BarsProblem):
+                problems[symbol] = f"{value.reason}: {value.detail}" if value.detail else value.reason
+            else:
+                problems[symbol] = "no_bars"
+        failed = [s for s, p in problems.items() if p.startswith("fetch_failed")]
+        self.health.update("market_data", f"bars fetch failed for {', '.join(failed)}" if failed else None)
+        return bars, problems
+
+    def _sentiment(self, symbols: list[str], now: datetime) -> dict[str, SentimentResult]:
+        if not symbols:
+            return {}
+        results = sentiment_gates(symbols, now, self.settings.gates.sentiment, self.news_feed, self.fear_greed)
+        self.health.update("news", f"news fetch failed: {self.news_feed.last_error}" if self.news_feed.last_error else None)
+        return results
+
+    def _kronos(self, bars: dict[str, pd.DataFrame]) -> dict[str, KronosResult]:
+        if not bars:
+            return {}
+        try:
+            return kronos_gates(
+                bars, self.forecaster, self.settings.gates.kronos, self.forecast_cache,
+                max_context=self.settings.forecaster.max_context,
+            )
+        except Exception as exc:  # never let a forecaster surprise stop the cycle: the gate just blocks
+            log.exception("forecast.error", error=str(exc))
+            method = self.settings.gates.kronos.method
+            return {s: unavailable(f"forecast error: {exc}", method, float(df["close"].iloc[-1]))
+                    for s, df in bars.items()}
+
+    def _decide(self, gate_results: list[GateResults], now: datetime) -> dict[str, Decision]:
+        try:
+            risk = self.executor.risk_state(now)
+        except BrokerUnavailable as exc:
+            self.health.set("broker", f"account unavailable: {exc}")
+            return {
+                g.symbol: Decision(
+                    symbol=g.symbol, action=Action.SKIP, tier=None, notional=Decimal(0),
+                    reasons=["broker_unavailable"], decided_at=now, detail=f"account: {exc}",
+                )
+                for g in gate_results
+            }
+        return {d.symbol: d for d in decide_all(gate_results, risk, self.settings, now)}
+
+    def _record(self, report: CycleReport) -> dict[str, int | None]:
+        fingerprint = self.settings.fingerprint()
+        revision = self._model_revision()
+        ids: dict[str, int | None] = {}
+        for decision in report.decisions:
+            gates = report.gates.get(decision.symbol)
+            event = decision_event(decision, gates)
+            report.events.append({"event": "decision", "ts": report.started_at.isoformat(), **event})
+            log.info("decision", **event)
+            try:
+                ids[decision.symbol] = self.journal.record_decision(
+                    decision, gates, cycle_id=report.journal_cycle_id, config_fingerprint=fingerprint, model_revision=revision
+                )
+            except Exception as exc:  # the log line above already carries the decision
+                log.error("journal.write_failed", symbol=decision.symbol, error=str(exc))
+                ids[decision.symbol] = None
+        return ids
+
+    def _model_revision(self) -> str | None:
+        """For the journal; asks only an attached forecaster (a lookup must never load a model)."""
+        attached = getattr(self.forecaster, "attached_model_info", None)
+        info = attached() if callable(attached) else None
+        if not info:
+            return None
+        revision = info.get("model_revision") or info.get("revision") or info.get("model_sha256")
+        return str(revision) if revision else None

@@ -1,0 +1,134 @@
+"""The exit monitor (every 60 s): trailing stops for every open journal position, I/O at the edge.
+
+Per tick: one broker positions request; for each open journal position the latest trade price; the pure
+`exits.update_stop` raises the HWM/stop, the journal stores it (`stop.raised`), the broker-side backstop
+follows in steps, and an exit reason hands the position to `Executor.exit`, which sells the broker's
+actual quantity. A position that vanished at the broker is closed as `backstop` (its stop_limit filled)
+or `external`. One failing position never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from kronos_bot.broker.base import Broker, BrokerPosition, BrokerUnavailable
+from kronos_bot.config import Settings
+from kronos_bot.execution import Executor
+from kronos_bot.exits import update_stop
+from kronos_bot.journal import Journal, PositionRecord
+from kronos_bot.logs import get_logger
+
+PriceSource = Callable[[str], Decimal | None]
+log = get_logger("kronos_bot.exit_monitor")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ExitMonitor:
+    def __init__(
+        self,
+        broker: Broker,
+        journal: Journal,
+        executor: Executor,
+        settings: Settings,
+        price_source: PriceSource,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.broker = broker
+        self.journal = journal
+        self.executor = executor
+        self.settings = settings
+        self.price_source = price_source
+        self.clock = clock
+
+    def run_once(self, now: datetime | None = None) -> list[PositionRecord]:
+        """One tick over all open positions; returns the positions closed in it."""
+        with self.executor.lock:
+            return self._run_once(now or self.clock())
+
+    def _run_once(self, now: datetime) -> list[PositionRecord]:
+        positions = self.journal.open_positions()
+        if not positions:
+            return []
+        try:
+            held = {p.symbol: p for p in self.broker.get_positions()}
+        except BrokerUnavailable as exc:
+            log.warning("exit.broker_unavailable", error=str(exc), positions=len(positions))
+            return []
+        closed = []
+        for position in positions:
+            try:
+                result = self.check(position, held.get(position.symbol), now)
+            except Exception:  # one broken position must not stop the trailing stops of the others
+                log.exception("exit.error", symbol=position.symbol, position_id=position.id)
+                continue
+            if result is not None:
+                closed.append(result)
+        return closed
+
+    def check(
+        self, position: PositionRecord, broker_position: BrokerPosition | None, now: datetime
+    ) -> PositionRecord | None:
+        symbol = position.symbol
+        price = self._price(symbol)
+        if broker_position is None or broker_position.qty <= 0:
+            return self.executor.close_vanished(position, now=now, price=price)
+        if broker_position.qty < position.qty:
+            # The broker's quantity is the truth (fee in coin, a partial backstop fill...): never sell more.
+            log.info(
+                "position.qty_synced",
+                symbol=symbol,
+                position_id=position.id,
+                journal_qty=position.qty,
+                broker_qty=broker_position.qty,
+            )
+            self.journal.update_qty(position.id, broker_position.qty)
+            position = self.journal.get_position(position.id)
+        if price is None:
+            log.warning("exit.no_price", symbol=symbol, position_id=position.id)
+            return None
+        old = position.stop_state()
+        new, reason = update_stop(old, price, self.settings.exits, now)
+        if new != old:
+            self.journal.update_stop(position.id, new)
+            if new.stop_price is not None and (old.stop_price is None or new.stop_price > old.stop_price):
+                log.info(
+                    "stop.raised",
+                    symbol=symbol,
+                    position_id=position.id,
+                    price=price,
+                    hwm=new.hwm,
+                    stop=new.stop_price,
+                    previous_stop=old.stop_price,
+                    trail_armed=new.trail_armed,
+                )
+            position = self.journal.get_position(position.id)
+        if reason is not None:
+            log.info(
+                "exit.triggered",
+                symbol=symbol,
+                position_id=position.id,
+                reason=reason.value,
+                price=price,
+                hwm=new.hwm,
+                stop=new.stop_price,
+            )
+            return self.executor.exit(position, reason, price=price, now=now)
+        try:
+            self.executor.sync_backstop(position)
+        except BrokerUnavailable as exc:
+            log.warning("backstop.deferred", symbol=symbol, error=str(exc))
+        return None
+
+    def _price(self, symbol: str) -> Decimal | None:
+        try:
+            price = self.price_source(symbol)
+        except Exception as exc:  # the data source is someone else's: treat any failure as "no price now"
+            log.warning("exit.price_failed", symbol=symbol, error=str(exc))
+            return None
+        return Decimal(str(price)) if price is not None and not isinstance(price, Decimal) else price

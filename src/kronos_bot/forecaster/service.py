@@ -1,0 +1,395 @@
+"""The forecaster's HTTP app: answers at once, loads the model in the background, runs one forecast at a time.
+
+Why this shape:
+- The app is built from a *loader* callable, not a model, so the process can listen immediately:
+  `/healthz` says the process is alive while a multi-second torch load runs in a thread, and `/readyz`
+  turns 200 only once the model is there (systemd READY=1 and the trader wait on that).
+- Forecasts run in a single worker thread. Two requests never fight over the cores (a 2-core box gets
+  slower, not faster, with two torch runs at once), every caller still gets the answer of exactly its own
+  request and seed (no micro-batching that would mix random streams), and the event loop stays free for
+  health checks while torch computes.
+- Content checks happen before a request queues, with the service's limits, so a bad or oversized
+  request costs nothing and its 422/413 names the series and the problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from kronos_bot.forecast_types import (
+    Forecaster,
+    ForecastInputError,
+    SamplingParams,
+    SeriesForecast,
+    SeriesInput,
+)
+from kronos_bot.forecaster.schemas import (
+    ErrorCode,
+    ErrorResponse,
+    ForecastRequest,
+    ForecastResponse,
+    Problem,
+    find_problems,
+    series_out,
+)
+from kronos_bot.logs import get_logger
+
+ModelLoader = Callable[[], Forecaster]
+State = Literal["starting", "loading", "ready", "failed"]
+# Keys structlog uses itself; a model_info key with one of these names is logged under "model_<key>".
+_RESERVED_LOG_KEYS = frozenset({"event", "level", "ts", "timestamp", "logger"})
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """What one request may ask for; over max_request_cells is 413, the rest 422."""
+
+    max_context: int = 512
+    min_context_bars: int = 16
+    # samples x total bars over all series.
+    max_request_cells: int = 4 * 64 * 512
+    # Requests waiting behind the running one; more get 503 (the client retries with backoff).
+    max_queued: int = 32
+
+    @property
+    def max_body_bytes(self) -> int:
+        """A generous bound on a JSON body that can pass the cell limit (7 numbers per bar, < 64 bytes each)."""
+        return 1_000_000 + self.max_request_cells * 7 * 64
+
+
+class ApiError(Exception):
+    """Raised inside handlers; rendered as an ErrorResponse with this status."""
+
+    def __init__(
+        self,
+        status: int,
+        code: ErrorCode,
+        detail: str,
+        problems: Sequence[Problem] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.problems = list(problems)
+        self.headers = headers
+
+
+class ForecastService:
+    """The model's lifecycle (load in a thread) and its one-at-a-time runner."""
+
+    def __init__(self, loader: ModelLoader, limits: ServiceLimits, log: Any = None) -> None:
+        self._loader = loader
+        self.limits = limits
+        self.log = log or get_logger("kronos_bot.forecaster.service")
+        self.created = time.monotonic()
+        self.model: Forecaster | None = None
+        self.info: dict[str, Any] = {}
+        self.load_error: str | None = None
+        self.load_seconds: float | None = None
+        self.ready_after_seconds: float | None = None
+        self.ready_event = threading.Event()
+        self._state: State = "starting"
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kronos-forecast")
+        self._queued = 0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def start_loading(self) -> None:
+        """Load the model in a daemon thread (a SIGTERM during a long load must not wait for it)."""
+        if self._thread is not None:
+            return
+        self._state = "loading"
+        self._thread = threading.Thread(target=self._load, name="kronos-model-load", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        self.log.info("forecaster.model_loading")
+        start = time.monotonic()
+        try:
+            model = self._loader()
+            info = dict(model.model_info())
+        except BaseException as exc:  # noqa: BLE001 - any failure must reach /readyz and the log
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            self._state = "failed"
+            self.log.error("forecaster.model_load_failed", error=self.load_error, exc_info=True)
+            return
+        self.load_seconds = round(time.monotonic() - start, 3)
+        model_max = info.get("max_context")
+        if isinstance(model_max, int) and 0 < model_max < self.limits.max_context:
+            # The checkpoint was trained on shorter windows; never feed it more than that.
+            self.log.warning("forecaster.max_context_capped", configured=self.limits.max_context, model=model_max)
+            self.limits = replace(self.limits, max_context=model_max)
+        self.model = model
+        self.info = info
+        self.ready_after_seconds = round(time.monotonic() - self.created, 3)
+        self._state = "ready"
+        self.ready_event.set()
+        fields = {(f"model_{k}" if k in _RESERVED_LOG_KEYS else k): v for k, v in info.items()}
+        self.log.info("forecaster.model_loaded", load_seconds=self.load_seconds, **fields)
+
+    def label(self) -> str:
+        """A short name of the loaded model for status lines ("NeoQuasar/Kronos-small@901c26c")."""
+        model = self.info.get("model")
+        if isinstance(model, dict):
+            source, revision = model.get("source"), model.get("revision")
+            return f"{source}@{str(revision)[:7]}" if revision else str(source)
+        return str(model) if model else "model"
+
+    def public_info(self) -> dict[str, Any]:
+        """model_info() plus the limits this service enforces (what a client needs to build requests).
+
+        Deterministic for a given model and config (no timings), so callers may hash it into cache keys.
+        """
+        info = dict(self.info)
+        if info.get("max_context") not in (None, self.limits.max_context):
+            info["model_max_context"] = info["max_context"]
+        info.update(
+            max_context=self.limits.max_context,
+            min_context_bars=self.limits.min_context_bars,
+            max_request_cells=self.limits.max_request_cells,
+        )
+        return info
+
+    def check(self, request: ForecastRequest) -> None:
+        """413 over the size limit, 422 for any series the model would refuse; nothing queued yet."""
+        cells = request.cells()
+        if cells > self.limits.max_request_cells:
+            raise ApiError(
+                413,
+                "too_large",
+                f"request too large: {request.samples} samples x "
+                f"{sum(len(s.timestamps) for s in request.series)} bars = {cells} cells "
+                f"> max_request_cells {self.limits.max_request_cells}; split the batch or use fewer samples",
+            )
+        max_context = min(request.max_context or self.limits.max_context, self.limits.max_context)
+        problems = [
+            Problem(series=p.series, problem=p.problem)
+            for p in find_problems(request.series, min_bars=self.limits.min_context_bars, max_bars=max_context)
+        ]
+        if request.pred_len > max_context:
+            problems.append(Problem(problem=f"pred_len {request.pred_len} > max_context {max_context}"))
+        if problems:
+            raise ApiError(422, "invalid_input", _summary(problems), problems)
+
+    async def forecast(self, request: ForecastRequest) -> ForecastResponse:
+        model = self.model
+        if model is None:
+            raise ApiError(503, "not_ready", f"model not loaded ({self.state})", headers={"Retry-After": "2"})
+        self.check(request)
+        if self._queued >= self.limits.max_queued:
+            raise ApiError(503, "not_ready", "busy: too many queued forecasts", headers={"Retry-After": "1"})
+        inputs, params = request.to_inputs(self.limits.max_context)
+        submitted = time.monotonic()
+        self._queued += 1
+        try:
+            loop = asyncio.get_running_loop()
+            forecasts, queue_s, compute_s = await loop.run_in_executor(
+                self._executor, _run, model, inputs, params, submitted
+            )
+        except ForecastInputError as exc:
+            problem = Problem(series=exc.series_id, problem=exc.problem)
+            raise ApiError(422, "invalid_input", str(exc), [problem]) from exc
+        finally:
+            self._queued -= 1
+        return ForecastResponse(
+            series=[series_out(f, compute_s) for f in forecasts],
+            compute_seconds=round(compute_s, 6),
+            queue_seconds=round(queue_s, 6),
+        )
+
+    def close(self) -> None:
+        """Stop taking work; a run in progress finishes in its thread (torch cannot be interrupted)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _run(
+    model: Forecaster, inputs: list[SeriesInput], params: SamplingParams, submitted: float
+) -> tuple[list[SeriesForecast], float, float]:
+    start = time.monotonic()
+    forecasts = model.forecast(inputs, params)
+    return forecasts, start - submitted, time.monotonic() - start
+
+
+def _summary(problems: Sequence[Problem]) -> str:
+    first = problems[0]
+    text = f"series {first.series!r}: {first.problem}" if first.series is not None else first.problem
+    if len(problems) > 1:
+        text += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+    return text
+
+
+def _error_response(exc: ApiError) -> JSONResponse:
+    body = ErrorResponse(error=exc.code, detail=exc.detail, problems=exc.problems)
+    return JSONResponse(body.model_dump(mode="json"), status_code=exc.status, headers=exc.headers)
+
+
+def _validation_problems(exc: RequestValidationError) -> list[Problem]:
+    """Shape errors (types, missing keys, naive timestamps) as Problems naming the series when possible."""
+    body = getattr(exc, "body", None)
+    problems: list[Problem] = []
+    for err in exc.errors():
+        loc = [part for part in err.get("loc", ()) if part != "body"]
+        message = str(err.get("msg", "invalid"))
+        series_id: str | None = None
+        if len(loc) >= 2 and loc[0] == "series" and isinstance(loc[1], int):
+            try:
+                raw_id = body["series"][loc[1]]["id"]  # type: ignore[index]
+                series_id = str(raw_id)[:100] if raw_id is not None else None
+            except (TypeError, KeyError, IndexError):
+                series_id = None
+            where = loc[2:]
+            if series_id is None:
+                series_id = f"#{loc[1]}"
+        else:
+            where = loc
+        field = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(where))
+        problems.append(Problem(series=series_id, problem=f"{field}: {message}" if field else message))
+    return problems
+
+
+class BodySizeLimit:
+    """Pure ASGI middleware: 413 on a declared Content-Length over the limit, before the body is read."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                    error = ApiError(413, "too_large", f"request body over {self.max_bytes} bytes")
+                    await _error_response(error)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def create_app(
+    loader: ModelLoader,
+    *,
+    limits: ServiceLimits | None = None,
+    token: str | None = None,
+    log: Any = None,
+) -> FastAPI:
+    """The forecaster app; the model loads (in a thread) when the app starts, not when it is created.
+
+    `token`: when set, every /v1 endpoint needs `Authorization: Bearer <token>` (401 otherwise);
+    /healthz and /readyz stay open so probes and the trader's start-up wait need no secret.
+    """
+    service = ForecastService(loader, limits or ServiceLimits(), log)
+    secret = token.encode("utf-8") if token else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        service.start_loading()
+        try:
+            yield
+        finally:
+            service.close()
+
+    app = FastAPI(title="kronos-bot forecaster", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.service = service
+    app.add_middleware(BodySizeLimit, max_bytes=service.limits.max_body_bytes)
+
+    def require_token(request: Request) -> None:
+        if secret is None:
+            return
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode("utf-8"), secret):
+            service.log.warning("forecaster.unauthorized", path=request.url.path, has_header=bool(scheme))
+            raise ApiError(401, "unauthorized", "missing or wrong bearer token",
+                           headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = _validation_problems(exc)
+        service.log.warning("forecast.rejected", status=422, problems=[p.model_dump() for p in problems[:10]])
+        return _error_response(ApiError(422, "invalid_input", _summary(problems), problems))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        """The process is alive and its event loop answers (whatever the model's state)."""
+        return {"status": "alive", "state": service.state,
+                "uptime_seconds": round(time.monotonic() - service.created, 3),
+                "load_seconds": service.load_seconds, "ready_after_seconds": service.ready_after_seconds}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """200 once the model is loaded; 503 while loading or after a failed load."""
+        body: dict[str, Any] = {"status": service.state}
+        if service.state == "ready":
+            body["ready_after_seconds"] = service.ready_after_seconds
+            return JSONResponse(body)
+        if service.load_error:
+            body["error"] = service.load_error
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
+
+    @app.get("/v1/model", dependencies=[Depends(require_token)])
+    async def model_info() -> JSONResponse:
+        if service.state != "ready":
+            raise ApiError(503, "not_ready", f"model not loaded ({service.state})", headers={"Retry-After": "2"})
+        return JSONResponse(jsonable_encoder(service.public_info()))
+
+    @app.post("/v1/forecast", dependencies=[Depends(require_token)], response_model=ForecastResponse)
+    async def forecast(request: ForecastRequest) -> ForecastResponse:
+        try:
+            response = await service.forecast(request)
+        except ApiError as exc:
+            if exc.status in (413, 422):
+                service.log.warning("forecast.rejected", status=exc.status, detail=exc.detail,
+                                    problems=[p.model_dump() for p in exc.problems[:10]])
+            raise
+        except Exception as exc:
+            service.log.error("forecast.failed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
+            raise ApiError(500, "internal", f"forecast failed: {type(exc).__name__}: {exc}") from exc
+        service.log.info(
+            "forecast.served",
+            series=[s.id for s in request.series][:16],
+            n_series=len(request.series),
+            samples=request.samples,
+            pred_len=request.pred_len,
+            queue_seconds=response.queue_seconds,
+            compute_seconds=response.compute_seconds,
+        )
+        return response
+
+    return app
+
+
+def limits_from_settings(forecaster_settings: Any) -> ServiceLimits:
+    """ServiceLimits from the `forecaster` config section."""
+    return ServiceLimits(
+        max_context=forecaster_settings.max_context,
+        min_context_bars=forecaster_settings.min_context_bars,
+        max_request_cells=forecaster_settings.max_request_cells,
+    )
+
+
+__all__ = ["ApiError", "ForecastService", "ModelLoader", "ServiceLimits", "create_app", "limits_from_settings"]

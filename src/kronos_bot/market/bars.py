@@ -1,0 +1,323 @@
+"""The last N CLOSED hourly bars per symbol from Alpaca, validated, one DataFrame per symbol.
+
+Shape everywhere (live bars, CSV files, gates, Kronos input): a DataFrame with a tz-aware UTC
+`DatetimeIndex` named `timestamp` holding each bar's OPEN time, and float columns
+open, high, low, close, volume, oldest first.
+
+Why "closed" matters: Alpaca returns the bar of the current hour while it is still forming; its close
+moves every trade. Feeding it to the gates would make the same cycle's decision depend on the second it
+ran, so a bar counts only once `open + 1h <= now`.
+
+Why validation is strict and per symbol: a bad bar (NaN, high below close, a stale feed) would silently
+skew every indicator and the forecast. A symbol with bad data is skipped this cycle with a `data.invalid`
+line naming the reason; the other symbols go on. Nothing is ever guessed, except the documented,
+bounded forward-fill of a few missing hours (Alpaca publishes no bar for an hour without trades).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from os import PathLike
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pydantic
+from alpaca.data.enums import CryptoFeed
+from alpaca.data.requests import CryptoBarsRequest, CryptoLatestTradeRequest
+from alpaca.data.timeframe import TimeFrame
+
+from kronos_bot.logs import get_logger
+from kronos_bot.market.alpaca_http import CryptoDataClient, MarketDataError, RetryPolicy, Sleep
+
+if TYPE_CHECKING:
+    from kronos_bot.config import BarsSettings, Settings
+
+BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+HOUR = timedelta(hours=1)
+# Hours requested beyond count + max_missing_bars: covers the in-progress bar and a little slack so a
+# few missing hours at the start of the window never make a symbol "too short".
+FETCH_MARGIN_BARS = 6
+
+log = get_logger("kronos_bot.market")
+
+
+@dataclass(frozen=True)
+class BarsProblem:
+    """Why a symbol's bars were not usable this cycle. `reason` is a stable code, `detail` is for people.
+
+    Reasons: fetch_failed, no_bars, bad_columns, not_increasing, misaligned, nan, nonpositive_price,
+    ohlc_inconsistent, negative_volume, stale, too_few_bars, gaps_rejected, too_many_missing.
+    """
+
+    symbol: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ValidBars:
+    """Validated bars: exactly `count` consecutive closed hours; `filled` lists forward-filled open times."""
+
+    df: pd.DataFrame
+    filled: tuple[datetime, ...] = ()
+
+
+# ----- frames -----
+
+
+def bars_frame(index: Sequence[datetime] | pd.DatetimeIndex, data: dict[str, Sequence[float]]) -> pd.DataFrame:
+    """Build the canonical bars DataFrame (UTC open-time index, float OHLCV columns)."""
+    idx = pd.DatetimeIndex(pd.to_datetime(list(index), utc=True), name="timestamp")
+    frame = pd.DataFrame({col: np.asarray(data[col], dtype=float) for col in BAR_COLUMNS}, index=idx)
+    return frame
+
+
+def empty_bars_frame() -> pd.DataFrame:
+    return bars_frame([], {col: [] for col in BAR_COLUMNS})
+
+
+def load_bars_csv(path: str | PathLike[str]) -> pd.DataFrame:
+    """Bars from a CSV `timestamp,open,high,low,close,volume` (timestamp = bar open time, ISO-8601 UTC).
+
+    The format of `../shared/data` and of the test fixtures; the backtest reads the same shape the live
+    path produces. Rows are kept in file order: run `validate_bars` to check them.
+    """
+    raw = pd.read_csv(path)
+    missing = [c for c in ("timestamp", *BAR_COLUMNS) if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    idx = pd.DatetimeIndex(pd.to_datetime(raw["timestamp"], utc=True), name="timestamp")
+    return pd.DataFrame({c: raw[c].to_numpy(dtype=float) for c in BAR_COLUMNS}, index=idx)
+
+
+def as_utc(ts: datetime) -> datetime:
+    """`ts` in UTC; a naive datetime is refused rather than silently read as local time."""
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise ValueError(f"timezone-aware datetime required, got naive {ts!r}")
+    return ts.astimezone(UTC)
+
+
+def floor_hour(ts: datetime) -> datetime:
+    return as_utc(ts).replace(minute=0, second=0, microsecond=0)
+
+
+def closed_bars_only(df: pd.DataFrame, now: datetime) -> pd.DataFrame:
+    """Drop bars still in progress at `now` (open + 1 h > now), including any dated in the future."""
+    return df[df.index + pd.Timedelta(hours=1) <= pd.Timestamp(now)]
+
+
+def fetch_window(now: datetime, settings: BarsSettings) -> tuple[datetime, datetime]:
+    """Start and end of the one bars request: enough hours for `count` closed bars plus gaps and slack."""
+    hours = settings.count + settings.max_missing_bars + FETCH_MARGIN_BARS
+    return floor_hour(now) - hours * HOUR, as_utc(now)
+
+
+# ----- validation -----
+
+
+def _ts(value: pd.Timestamp | datetime) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def validate_bars(symbol: str, df: pd.DataFrame, now: datetime, settings: BarsSettings) -> ValidBars | BarsProblem:
+    """Check one symbol's bars and return exactly `settings.count` closed hours, or the reason not.
+
+    Pure (no I/O, no logging). Order of checks: columns, closed bars exist, strictly increasing and
+    hour-aligned open times, finite values, positive prices, high >= max(open, close), low <= min(open,
+    close), volume >= 0, freshness of the last real bar (its close at most max_last_bar_age_minutes ago),
+    then the window: the `count` hours ending with the last hour that has closed at `now`. Hours of that
+    window without a bar — including hours after the last real bar — are "missing": any at all with
+    missing_policy=reject, or more than max_missing_bars, reject the symbol; otherwise they are filled
+    with the previous close as open/high/low/close and volume 0 (the market did not trade), and listed
+    in `ValidBars.filled` so the caller can log them.
+    """
+    def problem(reason: str, detail: str) -> BarsProblem:
+        return BarsProblem(symbol, reason, detail)
+
+    now = as_utc(now)
+
+    if df is None or len(df) == 0:
+        return problem("no_bars", "no bars returned")
+    missing_cols = [c for c in BAR_COLUMNS if c not in df.columns]
+    if missing_cols or not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
+        return problem("bad_columns", f"need a tz-aware DatetimeIndex and columns {', '.join(BAR_COLUMNS)}")
+    frame = df.loc[:, list(BAR_COLUMNS)].astype(float)
+    frame.index = frame.index.tz_convert(UTC)
+    frame = closed_bars_only(frame, now)
+    if frame.empty:
+        return problem("no_bars", "no closed bars")
+
+    idx = frame.index
+    steps = idx[1:] - idx[:-1]
+    if len(idx) > 1 and (steps <= pd.Timedelta(0)).any():
+        bad = idx[1:][steps <= pd.Timedelta(0)][0]
+        return problem("not_increasing", f"timestamps not strictly increasing at {_ts(bad)}")
+    aligned = (idx.minute == 0) & (idx.second == 0) & (idx.microsecond == 0) & (idx.nanosecond == 0)
+    if not aligned.all():
+        return problem("misaligned", f"bar open time not on the hour: {_ts(idx[~aligned][0])}")
+
+    values = frame.to_numpy()
+    finite = np.isfinite(values)
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        return problem("nan", f"{BAR_COLUMNS[col]} is not a number at {_ts(idx[row])}")
+    prices = frame[["open", "high", "low", "close"]]
+    if (prices <= 0).to_numpy().any():
+        bad = idx[(prices <= 0).any(axis=1).to_numpy()][0]
+        return problem("nonpositive_price", f"price <= 0 at {_ts(bad)}")
+    high_bad = frame["high"] < frame[["open", "close"]].max(axis=1)
+    low_bad = frame["low"] > frame[["open", "close"]].min(axis=1)
+    if high_bad.any() or low_bad.any():
+        which = "high < max(open, close)" if high_bad.any() else "low > min(open, close)"
+        bad = idx[(high_bad | low_bad).to_numpy()][0]
+        count = int((high_bad | low_bad).sum())
+        return problem("ohlc_inconsistent", f"{which} at {_ts(bad)} ({count} bar(s))")
+    if (frame["volume"] < 0).any():
+        bad = idx[(frame["volume"] < 0).to_numpy()][0]
+        return problem("negative_volume", f"volume < 0 at {_ts(bad)}")
+
+    last_close_time = idx[-1] + pd.Timedelta(hours=1)
+    age_minutes = (pd.Timestamp(now) - last_close_time).total_seconds() / 60
+    if age_minutes > settings.max_last_bar_age_minutes:
+        return problem("stale", f"last closed bar opened {_ts(idx[-1])}, closed {age_minutes:.0f} min ago "
+                                f"(max {settings.max_last_bar_age_minutes})")
+
+    window_end = pd.Timestamp(floor_hour(now) - HOUR)
+    window = pd.date_range(end=window_end, periods=settings.count, freq="1h", tz=UTC, name="timestamp")
+    if idx[0] > window[0]:
+        have = int((idx >= window[0]).sum())
+        return problem("too_few_bars", f"{have} of {settings.count} bars since {_ts(window[0])}; "
+                                       f"first bar {_ts(idx[0])}")
+    missing = window.difference(idx)
+    if len(missing) > 0 and settings.missing_policy == "reject":
+        return problem("gaps_rejected", f"{len(missing)} missing hour(s), first {_ts(missing[0])} "
+                                        f"(missing_policy=reject)")
+    if len(missing) > settings.max_missing_bars:
+        return problem("too_many_missing", f"{len(missing)} missing hour(s) in the last {settings.count} "
+                                           f"(max {settings.max_missing_bars}), first {_ts(missing[0])}")
+    if len(missing) == 0:
+        return ValidBars(frame.loc[window])
+
+    full = frame.reindex(idx.union(window))
+    gap = full["close"].isna()
+    full["close"] = full["close"].ffill()
+    for col in ("open", "high", "low"):
+        full.loc[gap, col] = full.loc[gap, "close"]
+    full.loc[gap, "volume"] = 0.0
+    filled = tuple(ts.to_pydatetime() for ts in missing)
+    return ValidBars(full.loc[window], filled)
+
+
+# ----- fetching -----
+
+
+def _bars_to_frame(bars: Sequence[object]) -> pd.DataFrame:
+    return bars_frame(
+        [b.timestamp for b in bars],  # type: ignore[attr-defined]
+        {col: [getattr(b, col) for b in bars] for col in BAR_COLUMNS},
+    )
+
+
+def _secret(value: object) -> str | None:
+    return value.get_secret_value() if value is not None else None  # type: ignore[attr-defined]
+
+
+class AlpacaMarketData:
+    """Bars and latest prices for the trader, through one reusable alpaca-py client (keys optional)."""
+
+    def __init__(self, settings: Settings, *, sleep: Sleep = time.sleep,
+                 client: CryptoDataClient | None = None) -> None:
+        self._bars_settings = settings.bars
+        policy = RetryPolicy(
+            max_attempts=settings.bars.max_attempts,
+            backoff_seconds=settings.bars.backoff_seconds,
+            timeout_seconds=settings.bars.request_timeout_seconds,
+            max_delay_seconds=settings.bars.max_retry_delay_seconds,
+            sleep=sleep,
+        )
+        keys = (_secret(settings.alpaca_api_key), _secret(settings.alpaca_secret_key))
+        with_keys = all(keys)
+        self._client = client or CryptoDataClient(
+            policy,
+            api_key=keys[0] if with_keys else None,
+            secret_key=keys[1] if with_keys else None,
+            url_override=settings.bars.data_url_override,
+        )
+        self._feed = CryptoFeed(settings.bars.feed)
+
+    def closed_bars(self, symbols: Sequence[str], now: datetime | None = None) -> dict[str, pd.DataFrame | BarsProblem]:
+        """One request for all symbols; per symbol the validated last `count` closed bars, or the problem.
+
+        Logs `data.invalid` (symbol, reason, detail) for each skipped symbol, `data.gap_filled` for filled
+        hours and `data.fetch_failed` once when the request itself could not be completed.
+        """
+        now = as_utc(now or datetime.now(UTC))
+        if not symbols:
+            return {}
+        settings = self._bars_settings
+        start, end = fetch_window(now, settings)
+        results: dict[str, pd.DataFrame | BarsProblem] = {}
+        try:
+            request = CryptoBarsRequest(symbol_or_symbols=list(symbols), timeframe=TimeFrame.Hour,
+                                        start=start, end=end)
+            barset = self._client.get_crypto_bars(request, feed=self._feed)
+            by_symbol = {s: _bars_to_frame(barset.data.get(s, [])) for s in symbols}  # type: ignore[union-attr]
+        except (MarketDataError, pydantic.ValidationError, ValueError, KeyError, TypeError) as exc:
+            detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            log.error("data.fetch_failed", what="bars", symbols=list(symbols), error=detail)
+            for symbol in symbols:
+                results[symbol] = BarsProblem(symbol, "fetch_failed", detail)
+                log.warning("data.invalid", symbol=symbol, reason="fetch_failed", detail=detail)
+            return results
+
+        for symbol in symbols:
+            checked = validate_bars(symbol, by_symbol[symbol], now, settings)
+            if isinstance(checked, BarsProblem):
+                log.warning("data.invalid", symbol=symbol, reason=checked.reason, detail=checked.detail)
+                results[symbol] = checked
+                continue
+            if checked.filled:
+                log.info("data.gap_filled", symbol=symbol, hours=len(checked.filled),
+                         filled=[_ts(ts) for ts in checked.filled])
+            results[symbol] = checked.df
+        return results
+
+    def latest_prices(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """Latest trade price per symbol as Decimal; symbols without a usable price are left out (logged)."""
+        if not symbols:
+            return {}
+        try:
+            trades = self._client.get_crypto_latest_trade(
+                CryptoLatestTradeRequest(symbol_or_symbols=list(symbols)), feed=self._feed
+            )
+        except (MarketDataError, pydantic.ValidationError, ValueError, KeyError, TypeError) as exc:
+            detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            log.error("data.fetch_failed", what="latest_trades", symbols=list(symbols), error=detail)
+            return {}
+        prices: dict[str, Decimal] = {}
+        for symbol in symbols:
+            trade = trades.get(symbol)  # type: ignore[union-attr]
+            price = getattr(trade, "price", None)
+            if price is None or not math.isfinite(price) or price <= 0:
+                log.warning("data.price_missing", symbol=symbol, price=price)
+                continue
+            # str() first: Decimal(float) would carry binary noise (65000.1 -> 65000.0999...).
+            prices[symbol] = Decimal(str(price))
+        return prices
+
+
+def fetch_closed_bars(symbols: Sequence[str], settings: Settings, now: datetime | None = None, *,
+                      sleep: Sleep = time.sleep) -> dict[str, pd.DataFrame | BarsProblem]:
+    """One-shot `AlpacaMarketData(settings).closed_bars(symbols, now)` (CLI commands, scripts)."""
+    return AlpacaMarketData(settings, sleep=sleep).closed_bars(symbols, now)
+
+
+def latest_prices(symbols: Sequence[str], settings: Settings, *, sleep: Sleep = time.sleep) -> dict[str, Decimal]:
+    """One-shot `AlpacaMarketData(settings).latest_prices(symbols)`."""
+    return AlpacaMarketData(settings, sleep=sleep).latest_prices(symbols)

@@ -1,0 +1,267 @@
+"""Reconciliation: the broker is the truth; make the journal agree. Run at start and before every entry cycle.
+
+Steps, each idempotent:
+  1. Pending order intents (written before a request whose outcome we never saw: crash, timeout,
+     restart) are resolved by client_order_id. A filled entry without a position opens it; a further
+     partial fill grows it; an intent the broker never received is marked so (after a grace period, so an
+     order another thread is sending right now is left alone).
+  2. Journal positions missing at the broker are closed: `backstop` if our stop_limit filled, else
+     `external`. A broker quantity below the journal's becomes the journal's (never sell more than held).
+  3. Broker positions the bot did not open are ignored (logged once per symbol and process) unless
+     `broker.adopt_external_positions` is set, then adopted with the hard stop / trail from their
+     average entry price.
+  4. Open orders at the broker that the bot does not know are logged once; our own backstops left open
+     for positions that are already closed (a crash between close and cancel) are cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from kronos_bot.broker.base import Broker, BrokerUnavailable, OrderNotFound, OrderResult, OrderStatus
+from kronos_bot.config import Settings
+from kronos_bot.execution import Executor
+from kronos_bot.exits import initial_state
+from kronos_bot.journal import ORDER_INTENT, ORDER_UNKNOWN, Journal, OrderRecord, PositionRecord
+from kronos_bot.logs import get_logger
+
+# An intent younger than this may still be on its way out from another thread: leave it alone.
+INTENT_GRACE_SECONDS = 120.0
+BOT_ORDER_PREFIX = "kb-"
+
+log = get_logger("kronos_bot.reconcile")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ReconcileReport:
+    orders_resolved: list[str] = field(default_factory=list)
+    opened: list[PositionRecord] = field(default_factory=list)
+    closed: list[PositionRecord] = field(default_factory=list)
+    adopted: list[PositionRecord] = field(default_factory=list)
+    qty_synced: list[str] = field(default_factory=list)
+    ignored_external: list[str] = field(default_factory=list)
+    unknown_orders: list[str] = field(default_factory=list)
+    orphans_canceled: list[str] = field(default_factory=list)
+    ok: bool = True
+
+
+class Reconciler:
+    """Holds the 'logged once' memory; create one per process and call `run()` at start and every cycle."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        journal: Journal,
+        executor: Executor,
+        settings: Settings,
+        *,
+        price_source: Callable[[str], Decimal | None] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        intent_grace_seconds: float = INTENT_GRACE_SECONDS,
+    ) -> None:
+        self.broker = broker
+        self.journal = journal
+        self.executor = executor
+        self.settings = settings
+        self.price_source = price_source
+        self.clock = clock
+        self.intent_grace = timedelta(seconds=intent_grace_seconds)
+        self._logged_external: set[str] = set()
+        self._logged_orders: set[str] = set()
+
+    def run(self, now: datetime | None = None) -> ReconcileReport:
+        with self.executor.lock:  # never concurrently with the exit monitor or an entry
+            return self._run(now or self.clock())
+
+    def _run(self, now: datetime) -> ReconcileReport:
+        report = ReconcileReport()
+        try:
+            self._resolve_orders(report, now)
+            self._positions(report, now)
+            self._open_orders(report)
+        except BrokerUnavailable as exc:
+            report.ok = False
+            log.warning("reconcile.incomplete", error=str(exc))
+        log.info(
+            "reconcile.done",
+            ok=report.ok,
+            orders_resolved=len(report.orders_resolved),
+            opened=len(report.opened),
+            closed=len(report.closed),
+            adopted=len(report.adopted),
+            qty_synced=len(report.qty_synced),
+            ignored_external=report.ignored_external,
+            orphans_canceled=len(report.orphans_canceled),
+        )
+        return report
+
+    # ----- 1. pending orders -----
+
+    def _resolve_orders(self, report: ReconcileReport, now: datetime) -> None:
+        for record in self.journal.pending_orders():
+            found = self.broker.get_order_by_client_id(record.client_order_id)
+            if found is None:
+                self._not_at_broker(record, report, now)
+                continue
+            self.journal.update_order(record.client_order_id, found, now=now)
+            if found.status.value != record.status or found.filled_qty != (record.filled_qty or 0):
+                report.orders_resolved.append(record.client_order_id)
+                log.info(
+                    "reconcile.order_resolved",
+                    client_order_id=record.client_order_id,
+                    purpose=record.purpose,
+                    status=found.status.value,
+                    previous_status=record.status,
+                    filled_qty=found.filled_qty,
+                )
+            if record.purpose == "entry":
+                self._entry(record, found, report)
+
+    def _not_at_broker(self, record: OrderRecord, report: ReconcileReport, now: datetime) -> None:
+        if record.status in (ORDER_INTENT, ORDER_UNKNOWN) and now - record.created_at < self.intent_grace:
+            return
+        self.journal.mark_order(record.client_order_id, OrderStatus.CANCELED.value, "not found at the broker", now=now)
+        report.orders_resolved.append(record.client_order_id)
+        log.info(
+            "reconcile.order_lost",
+            client_order_id=record.client_order_id,
+            purpose=record.purpose,
+            previous_status=record.status,
+        )
+
+    def _entry(self, record: OrderRecord, found: OrderResult, report: ReconcileReport) -> None:
+        position = self.journal.position_by_entry_order(record.client_order_id)
+        if position is None:
+            if found.filled_qty > 0 and self.journal.open_position_for(record.symbol) is None:
+                refreshed = self.journal.get_order(record.client_order_id) or record
+                opened = self.executor.open_from_fill(refreshed, found, before_qty=None)
+                if opened is not None:
+                    report.opened.append(opened)
+                    log.info(
+                        "reconcile.position_recovered",
+                        symbol=record.symbol,
+                        position_id=opened.id,
+                        client_order_id=record.client_order_id,
+                    )
+            return
+        if position.is_open:
+            settled = self.executor.settle_entry(position, result=found)
+            if not settled.is_open:
+                report.closed.append(settled)
+
+    # ----- 2 + 3. positions -----
+
+    def _positions(self, report: ReconcileReport, now: datetime) -> None:
+        held = {p.symbol: p for p in self.broker.get_positions()}
+        journal_open = {p.symbol: p for p in self.journal.open_positions()}
+        for symbol, position in journal_open.items():
+            at_broker = held.get(symbol)
+            if at_broker is None or at_broker.qty <= 0:
+                closed = self.executor.close_vanished(position, now=now, price=self._price(symbol))
+                if closed is not None:
+                    report.closed.append(closed)
+                    log.info(
+                        "reconcile.position_closed", symbol=symbol, position_id=position.id, reason=closed.exit_reason
+                    )
+            elif at_broker.qty < position.qty:
+                self.journal.update_qty(position.id, at_broker.qty)
+                report.qty_synced.append(symbol)
+                log.info(
+                    "reconcile.qty_synced",
+                    symbol=symbol,
+                    position_id=position.id,
+                    journal_qty=position.qty,
+                    broker_qty=at_broker.qty,
+                )
+        for symbol, at_broker in held.items():
+            if symbol in journal_open or at_broker.qty <= 0:
+                continue
+            if self.settings.broker.adopt_external_positions:
+                report.adopted.append(self._adopt(symbol, at_broker.qty, at_broker.avg_entry_price, now))
+            else:
+                report.ignored_external.append(symbol)
+                if symbol not in self._logged_external:
+                    self._logged_external.add(symbol)
+                    log.info(
+                        "reconcile.external_ignored",
+                        symbol=symbol,
+                        qty=at_broker.qty,
+                        detail="not opened by the bot; set broker.adopt_external_positions to manage it",
+                    )
+
+    def _adopt(self, symbol: str, qty: Decimal, avg_price: Decimal, now: datetime) -> PositionRecord:
+        price = avg_price if avg_price > 0 else (self._price(symbol) or Decimal(0))
+        position = self.journal.open_position(
+            symbol=symbol,
+            entry_time=now,
+            entry_price=price,
+            entry_filled_qty=qty,
+            entry_cost=qty * price,
+            qty=qty,
+            stop=initial_state(price, now, self.settings.exits),
+            entry_fee=Decimal(0),
+            external=True,
+        )
+        log.info(
+            "reconcile.adopted",
+            symbol=symbol,
+            position_id=position.id,
+            qty=qty,
+            entry_price=price,
+            stop=position.stop_price,
+        )
+        return self.executor.sync_backstop(position)
+
+    # ----- 4. open orders -----
+
+    def _open_orders(self, report: ReconcileReport) -> None:
+        for order in self.broker.get_open_orders():
+            record = self.journal.get_order(order.client_order_id)
+            if record is None:
+                if order.client_order_id not in self._logged_orders:
+                    self._logged_orders.add(order.client_order_id)
+                    report.unknown_orders.append(order.client_order_id)
+                    log.info(
+                        "reconcile.unknown_order",
+                        symbol=order.symbol,
+                        client_order_id=order.client_order_id,
+                        side=order.side.value,
+                        type=order.type.value,
+                    )
+                continue
+            if record.purpose == "backstop" and not self._position_open(record.position_id):
+                try:
+                    final = self.broker.cancel_order(order.order_id)
+                except OrderNotFound:
+                    continue
+                self.journal.update_order(order.client_order_id, final)
+                report.orphans_canceled.append(order.client_order_id)
+                log.info(
+                    "reconcile.orphan_canceled",
+                    symbol=order.symbol,
+                    client_order_id=order.client_order_id,
+                    status=final.status.value,
+                )
+
+    def _position_open(self, position_id: int | None) -> bool:
+        if position_id is None:
+            return False
+        try:
+            return self.journal.get_position(position_id).is_open
+        except KeyError:
+            return False
+
+    def _price(self, symbol: str) -> Decimal | None:
+        if self.price_source is None:
+            return None
+        try:
+            return self.price_source(symbol)
+        except Exception:  # noqa: BLE001 - a missing price only affects the valuation of an external close
+            return None

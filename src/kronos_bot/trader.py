@@ -1,0 +1,281 @@
+"""The trader daemon: assembly of the parts, the APScheduler jobs, systemd readiness, clean shutdown.
+
+Never imports torch (the forecaster is reached through `forecaster.factory`, which imports the model only
+in `inprocess` mode), so a restart after a YAML edit takes about a second. Start-up order: open the
+journal, build the broker (live trading refused without both switches), reconcile with the broker, wait
+for the forecaster (bounded, logged), then READY=1 and the schedule:
+  entry cycle  cron `schedule.entry_minutes` + `entry_offset_seconds`, UTC
+  exit monitor every `schedule.exit_interval_seconds`
+  watchdog     WATCHDOG=1 at half of systemd's WatchdogSec, from inside the scheduler (a stuck scheduler
+               stops the pings and systemd restarts us)
+All jobs: max_instances=1, coalesce, misfire grace. SIGTERM/SIGINT stop the scheduler, let a running job
+finish within `shutdown_timeout_seconds`, then close the journal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from kronos_bot.broker import Broker, make_broker
+from kronos_bot.config import Settings
+from kronos_bot.cycle import CycleReport, EntryCycle
+from kronos_bot.execution import Executor
+from kronos_bot.exit_monitor import ExitMonitor
+from kronos_bot.forecast_source import ForecasterHandle
+from kronos_bot.forecast_types import Forecaster, ForecasterUnavailable
+from kronos_bot.forecaster.systemd import Notifier
+from kronos_bot.gates.forecast_cache import ForecastCache
+from kronos_bot.health import DegradedTracker
+from kronos_bot.journal import Journal
+from kronos_bot.logs import get_logger
+from kronos_bot.market.bars import AlpacaMarketData
+from kronos_bot.market.news import FearGreedProvider, build_news_feed
+from kronos_bot.prices import PriceBook
+from kronos_bot.reconcile import Reconciler
+
+log = get_logger("kronos_bot.trader")
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class TraderParts:
+    """Every long-lived object of the trader, built once by `build_trader_parts`."""
+
+    settings: Settings
+    journal: Journal
+    broker: Broker
+    executor: Executor
+    reconciler: Reconciler
+    exit_monitor: ExitMonitor
+    prices: PriceBook
+    forecaster: ForecasterHandle
+    health: DegradedTracker
+    cycle: EntryCycle
+
+    def close(self) -> None:
+        self.forecaster.close()
+        self.journal.close()
+
+
+def default_forecaster_factory(settings: Settings) -> Callable[[], Forecaster]:
+    """`forecaster.mode` decides (service / inprocess / auto); see kronos_bot.forecaster.factory."""
+
+    def build() -> Forecaster:
+        from kronos_bot.forecaster.factory import make_forecaster
+
+        return make_forecaster(settings, wait_ready=False)
+
+    return build
+
+
+def build_trader_parts(
+    settings: Settings,
+    *,
+    clock: Clock = _utcnow,
+    forecaster_factory: Callable[[], Forecaster] | None = None,
+    market: Any = None,
+) -> TraderParts:
+    """Open the journal and build every part; raises (before anything trades) on a refused broker."""
+    health = DegradedTracker(clock)
+    journal = Journal.from_settings(settings)
+    try:
+        market = market or AlpacaMarketData(settings)
+        prices = PriceBook(market, health=health, clock=clock)
+        broker = make_broker(settings, journal, prices.price, clock=clock)
+        prices.broker = broker
+        executor = Executor(broker, journal, settings, clock=clock)
+        reconciler = Reconciler(broker, journal, executor, settings, price_source=prices.price, clock=clock)
+        exit_monitor = ExitMonitor(broker, journal, executor, settings, prices.price, clock=clock)
+        forecaster = ForecasterHandle(
+            forecaster_factory or default_forecaster_factory(settings),
+            health=health,
+            retry_seconds=max(30.0, settings.schedule.exit_interval_seconds),
+        )
+        fear_greed = FearGreedProvider(settings.gates.sentiment.fear_greed) if settings.gates.sentiment.fear_greed.enabled else None
+        cycle = EntryCycle(
+            settings, journal=journal, executor=executor, reconciler=reconciler, market=market,
+            news_feed=build_news_feed(settings), forecaster=forecaster, health=health, fear_greed=fear_greed,
+            forecast_cache=ForecastCache(), clock=clock,
+        )
+    except BaseException:
+        journal.close()
+        raise
+    log.info(
+        "trader.built", broker=settings.effective_broker(), paper=not settings.broker.live,
+        symbols=settings.symbols, forecaster_mode=settings.forecaster.mode, journal=settings.journal.path,
+        config_fingerprint=settings.fingerprint(),
+    )
+    return TraderParts(settings, journal, broker, executor, reconciler, exit_monitor, prices, forecaster, health, cycle)
+
+
+def run_exit_check(parts: TraderParts, now: datetime | None = None) -> int:
+    """One exit-monitor tick: refresh prices for open positions (best source), then trail; returns exits."""
+    open_symbols = sorted({p.symbol for p in parts.journal.open_positions()})
+    if open_symbols:
+        parts.prices.refresh(open_symbols)
+    closed = parts.exit_monitor.run_once(now)
+    return len(closed)
+
+
+class TraderDaemon:
+    """Owns the scheduler and the process lifecycle; the trading logic lives in the parts."""
+
+    def __init__(self, parts: TraderParts, *, notifier: Notifier | None = None) -> None:
+        from apscheduler.schedulers.blocking import BlockingScheduler
+
+        self.parts = parts
+        self.settings = parts.settings
+        self.notifier = notifier or Notifier()
+        sched = self.settings.schedule
+        self.scheduler = BlockingScheduler(
+            timezone=UTC,
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": sched.misfire_grace_seconds},
+        )
+        self._running = 0
+        self._running_lock = threading.Condition()
+        self._stopping = threading.Event()
+
+    # ----- jobs -----
+
+    def _guarded(self, name: str, job: Callable[[], Any]) -> Callable[[], None]:
+        """Count running jobs (for a bounded shutdown) and never let an exception reach the scheduler."""
+
+        def run() -> None:
+            if self._stopping.is_set():
+                return
+            with self._running_lock:
+                self._running += 1
+            try:
+                job()
+            except Exception:
+                log.exception("job.error", job=name)
+            finally:
+                with self._running_lock:
+                    self._running -= 1
+                    self._running_lock.notify_all()
+
+        return run
+
+    def entry_job(self) -> CycleReport:
+        return self.parts.cycle.run(trade=True)
+
+    def exit_job(self) -> None:
+        run_exit_check(self.parts)
+
+    def watchdog_job(self) -> None:
+        if self.scheduler.running and not self._stopping.is_set():
+            self.notifier.watchdog()
+
+    def schedule(self) -> None:
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        sched = self.settings.schedule
+        self.scheduler.add_job(
+            self._guarded("entry", self.entry_job), CronTrigger(minute=sched.entry_minutes,
+                                                                second=sched.entry_offset_seconds, timezone=UTC),
+            id="entry", name="entry cycle",
+        )
+        self.scheduler.add_job(
+            self._guarded("exit", self.exit_job), IntervalTrigger(seconds=sched.exit_interval_seconds, timezone=UTC),
+            id="exit", name="exit monitor", next_run_time=datetime.now(UTC) + timedelta(seconds=1),
+        )
+        watchdog = self.notifier.watchdog_seconds
+        if watchdog:
+            self.scheduler.add_job(
+                self.watchdog_job, IntervalTrigger(seconds=max(1.0, watchdog / 2), timezone=UTC),
+                id="watchdog", name="systemd watchdog",
+            )
+
+    # ----- lifecycle -----
+
+    def startup(self) -> None:
+        """Reconcile and wait for the forecaster before READY=1 (each bounded and logged; never fatal)."""
+        start = time.monotonic()
+        try:
+            report = self.parts.reconciler.run()
+            log.info("startup.reconciled", ok=getattr(report, "ok", True),
+                     open_positions=len(self.parts.journal.open_positions()))
+        except Exception as exc:
+            self.parts.health.set("broker", f"startup reconcile failed: {exc}")
+        self._wait_for_forecaster()
+        log.info("trader.ready", startup_seconds=round(time.monotonic() - start, 3),
+                 degraded=[d.name for d in self.parts.health.active()])
+
+    def _wait_for_forecaster(self) -> None:
+        fs = self.settings.forecaster
+        try:
+            forecaster = self.parts.forecaster.get()
+        except ForecasterUnavailable as exc:
+            log.warning("startup.forecaster_unavailable", error=str(exc),
+                        effect="entries pause until the forecaster is available; exits run")
+            return
+        waiter = getattr(forecaster, "wait_ready", None)
+        if callable(waiter):
+            try:
+                waiter(fs.ready_timeout_seconds)
+                self.parts.health.clear("forecaster")
+            except ForecasterUnavailable as exc:
+                self.parts.health.set("forecaster", str(exc))
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            if self._stopping.is_set():
+                return
+            log.info("trader.stopping", signal=signal.Signals(signum).name)
+            self._stopping.set()
+            self.notifier.stopping()
+            # Wakes the blocking main loop; running jobs go on in their threads (bounded below).
+            threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": False}, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def wait_for_running_jobs(self) -> bool:
+        """Up to `shutdown_timeout_seconds` for the running job(s) to finish; False if they did not."""
+        deadline = time.monotonic() + self.settings.schedule.shutdown_timeout_seconds
+        with self._running_lock:
+            while self._running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._running_lock.wait(left)
+        return True
+
+    def run(self) -> int:
+        self.install_signal_handlers()
+        self.startup()
+        if self._stopping.is_set():
+            self.parts.close()
+            return 0
+        self.schedule()
+        self.notifier.ready("trading" if not self.parts.health.active() else "trading (degraded)")
+        log.info("scheduler.start", entry_minutes=self.settings.schedule.entry_minutes,
+                 entry_offset_seconds=self.settings.schedule.entry_offset_seconds,
+                 exit_interval_seconds=self.settings.schedule.exit_interval_seconds,
+                 watchdog_seconds=self.notifier.watchdog_seconds)
+        try:
+            self.scheduler.start()  # blocks until shutdown
+        finally:
+            self._stopping.set()
+        finished = self.wait_for_running_jobs()
+        if not finished:
+            log.error("trader.shutdown_timeout", timeout_seconds=self.settings.schedule.shutdown_timeout_seconds,
+                      effect="exiting with a job still running; the journal's intents make this safe")
+            self.parts.journal.close()
+            os._exit(1)
+        self.parts.close()
+        log.info("trader.stopped")
+        return 0

@@ -1,0 +1,72 @@
+"""The trader side never imports torch: proven in a fresh interpreter, module by module."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Everything the trader process imports. Modules not written yet are skipped (and listed), so this
+# test tightens by itself as the bot grows.
+TRADER_MODULES = [
+    "kronos_bot.forecaster",
+    "kronos_bot.forecaster.client",
+    "kronos_bot.forecaster.factory",
+    "kronos_bot.forecaster.schemas",
+    "kronos_bot.forecast_types",
+    "kronos_bot.config",
+    "kronos_bot.domain",
+    "kronos_bot.gates",
+    "kronos_bot.gates.kronos",
+    "kronos_bot.gates.technical",
+    "kronos_bot.gates.sentiment",
+    "kronos_bot.engine",
+    "kronos_bot.market",
+    "kronos_bot.market.bars",
+    "kronos_bot.market.news",
+    "kronos_bot.broker",
+    "kronos_bot.exits",
+    "kronos_bot.journal",
+    "kronos_bot.trader",
+    "kronos_bot.cli",
+    "kronos_bot.commands.run",
+]
+
+PROBE = r"""
+import importlib, importlib.util, json, sys
+imported, missing = [], []
+for name in json.loads(sys.argv[1]):
+    parent = name.rpartition(".")[0]
+    parent_missing = parent and parent not in sys.modules and importlib.util.find_spec(parent) is None
+    if parent_missing or importlib.util.find_spec(name) is None:
+        missing.append(name)
+        continue
+    importlib.import_module(name)
+    imported.append(name)
+# Touch the lazy names too: they must stay torch-free.
+from kronos_bot.forecaster import ForecasterClient, make_forecaster  # noqa: F401
+# `kronos-bot run` builds the parser, which imports every command module (all torch-free at import).
+from kronos_bot.cli import build_parser
+build_parser()
+heavy = sorted(m for m in ("torch", "safetensors") if m in sys.modules)
+print(json.dumps({"imported": imported, "missing": missing, "heavy": heavy,
+                  "fastapi": "fastapi" in sys.modules, "uvicorn": "uvicorn" in sys.modules}))
+"""
+
+
+def test_trader_side_imports_leave_torch_out() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(TRADER_MODULES)],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "kronos_bot.forecaster.client" in report["imported"]
+    assert "kronos_bot.forecaster.factory" in report["imported"]
+    assert report["heavy"] == [], f"trader-side imports pulled in {report['heavy']}"
+    # The client side does not need the server stack either.
+    assert not report["fastapi"] and not report["uvicorn"]
+    print("trader-side modules not written yet:", report["missing"])

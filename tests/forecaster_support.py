@@ -150,8 +150,8 @@ def forecasts_equal(a: Sequence[SeriesForecast], b: Sequence[SeriesForecast]) ->
     if len(a) != len(b):
         return False
     for x, y in zip(a, b, strict=True):
-        if (x.id, x.last_close, x.candles, x.path_closes, x.p_up, x.close_quantiles) != (
-            y.id, y.last_close, y.candles, y.path_closes, y.p_up, y.close_quantiles
+        if (x.id, x.last_close, x.candles, x.path_closes, x.p_up, x.close_quantiles, x.extra) != (
+            y.id, y.last_close, y.candles, y.path_closes, y.p_up, y.close_quantiles, y.extra
         ):
             return False
     return True

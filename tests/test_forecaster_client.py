@@ -183,3 +183,33 @@ def test_constructor_rejects_ambiguous_targets() -> None:
         ForecasterClient(socket_path="/tmp/x.sock", url="http://127.0.0.1:1")
     with pytest.raises(ValueError, match="exactly one"):
         ForecasterClient()
+
+
+class RenamedModel(InstrumentedForecaster):
+    """The tiny model under another identity, as after a restart with a different checkpoint."""
+
+    def model_info(self) -> dict[str, object]:
+        return {**self.inner.model_info(), "model": {"source": "another/model", "revision": "abc"}}
+
+
+def test_cached_model_info_is_refreshed_when_the_service_changes_model() -> None:
+    path = short_socket_path()
+    first = BackgroundServer(create_app(tiny_model, limits=ServiceLimits()), socket_path=path).start()
+    client = ForecasterClient(socket_path=path, backoff_seconds=0.01)
+    try:
+        first.wait_ready(60)
+        assert client.model_info()["model"]["source"].endswith("kronos_tiny/model")  # type: ignore[index]
+        client.forecast([make_series()], SamplingParams(seed=1))  # same model: cache kept
+        first.stop()
+        second = BackgroundServer(create_app(lambda: RenamedModel(tiny_model()), limits=ServiceLimits()),
+                                  socket_path=path).start()
+        try:
+            second.wait_ready(60)
+            with capture_logs() as logs:
+                client.forecast([make_series()], SamplingParams(seed=1))
+            assert [e["event"] for e in logs if e["event"] == "forecaster.model_changed"] == ["forecaster.model_changed"]
+            assert client.model_info()["model"] == {"source": "another/model", "revision": "abc"}
+        finally:
+            second.stop()
+    finally:
+        client.close()

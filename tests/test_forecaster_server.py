@@ -141,8 +141,8 @@ def test_ready_only_after_load_and_watchdog_pings(sock_dir: Path) -> None:
         ready = next(m for m in listener.messages if "READY=1" in m)
         assert "STATUS=serving" in ready and server.endpoint.describe() in ready
         pings_before = sum("WATCHDOG=1" in m for m in listener.messages)
-        listener.collect_until("never", 0.3)
-        assert sum("WATCHDOG=1" in m for m in listener.messages) > pings_before + 2
+        listener.collect_until("never", 0.5)  # pings every 0.05 s: expect ~10, accept a loaded box's 2
+        assert sum("WATCHDOG=1" in m for m in listener.messages) >= pings_before + 2
     finally:
         server.stop()
     assert listener.collect_until("STOPPING=1", 2)

@@ -81,6 +81,17 @@ def test_unix_socket_forecast_matches_in_process(uds_server: BackgroundServer) -
     assert first.candles[0].timestamp.tzinfo is not None and first.candles[0].timestamp.utcoffset().total_seconds() == 0
     assert set(first.close_quantiles) == {"p10", "p50", "p90"}
     assert 0.0 <= first.p_up <= 1.0 and first.compute_seconds > 0
+    assert first.extra["seed"] == 42
+
+
+def test_unseeded_request_reports_the_seed_it_drew(uds_server: BackgroundServer) -> None:
+    series = [make_series()]
+    with client_for(uds_server.endpoint) as client:
+        first = client.forecast(series, SamplingParams(samples=4))[0]
+    seed = first.extra["seed"]
+    assert isinstance(seed, int)
+    replay = tiny_model().forecast(series, SamplingParams(samples=4, seed=seed))[0]
+    assert replay.path_closes == first.path_closes
 
 
 def test_model_endpoint_reports_ids_hashes_configs_and_limits(uds_server: BackgroundServer) -> None:

@@ -43,6 +43,9 @@ class PriceBook:
         self.clock = clock
         self._prices: dict[str, tuple[Decimal, datetime, str]] = {}
         self._lock = threading.Lock()
+        # Set while asking the broker: a broker that values positions through this book (the sim) must
+        # get the cached price back, not start another refresh (that would recurse forever).
+        self._in_fallback = threading.local()
 
     def refresh(self, symbols: Sequence[str]) -> dict[str, Decimal]:
         """One request for all symbols; symbols it misses fall back to the broker's valuation."""
@@ -56,7 +59,8 @@ class PriceBook:
         except Exception as exc:  # the market-data client raises its own errors; none may stop exits
             self.health.set("market_data", f"latest trades failed: {exc}")
         missing = [s for s in symbols if s not in fresh]
-        if missing and self.broker is not None:
+        # The simulated broker values positions with our own prices: nothing to fall back on there.
+        if missing and self.broker is not None and getattr(self.broker, "name", "") != "sim":
             fresh.update(self._from_broker(missing, now))
         with self._lock:
             self._prices.update(fresh)
@@ -64,11 +68,14 @@ class PriceBook:
 
     def _from_broker(self, symbols: Sequence[str], now: datetime) -> dict[str, tuple[Decimal, datetime, str]]:
         out: dict[str, tuple[Decimal, datetime, str]] = {}
+        self._in_fallback.active = True
         try:
             positions = {p.symbol: p for p in self.broker.get_positions()} if self.broker else {}
         except BrokerError as exc:
             log.debug("prices.broker_fallback_failed", error=str(exc))
             return out
+        finally:
+            self._in_fallback.active = False
         for symbol in symbols:
             position = positions.get(symbol)
             if position and position.market_value and position.qty > 0:
@@ -82,6 +89,8 @@ class PriceBook:
             cached = self._prices.get(symbol)
         if cached and now - cached[1] <= self.max_age:
             return cached[0]
+        if getattr(self._in_fallback, "active", False):
+            return None
         return self.refresh([symbol]).get(symbol)
 
     __call__ = price

@@ -139,10 +139,12 @@ class TraderDaemon:
         self.settings = parts.settings
         self.notifier = notifier or Notifier()
         sched = self.settings.schedule
-        self.scheduler = BlockingScheduler(
-            timezone=UTC,
-            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": sched.misfire_grace_seconds},
-        )
+        # Explicit on every job: a job never overlaps itself, missed runs collapse into one, and a run that
+        # could not start within the grace time is skipped rather than run late.
+        self.job_options: dict[str, Any] = {
+            "max_instances": 1, "coalesce": True, "misfire_grace_time": sched.misfire_grace_seconds,
+        }
+        self.scheduler = BlockingScheduler(timezone=UTC, job_defaults=self.job_options)
         self._running = 0
         self._running_lock = threading.Condition()
         self._stopping = threading.Event()
@@ -186,17 +188,18 @@ class TraderDaemon:
         self.scheduler.add_job(
             self._guarded("entry", self.entry_job), CronTrigger(minute=sched.entry_minutes,
                                                                 second=sched.entry_offset_seconds, timezone=UTC),
-            id="entry", name="entry cycle",
+            id="entry", name="entry cycle", **self.job_options,
         )
         self.scheduler.add_job(
             self._guarded("exit", self.exit_job), IntervalTrigger(seconds=sched.exit_interval_seconds, timezone=UTC),
             id="exit", name="exit monitor", next_run_time=datetime.now(UTC) + timedelta(seconds=1),
+            **self.job_options,
         )
         watchdog = self.notifier.watchdog_seconds
         if watchdog:
             self.scheduler.add_job(
                 self.watchdog_job, IntervalTrigger(seconds=max(1.0, watchdog / 2), timezone=UTC),
-                id="watchdog", name="systemd watchdog",
+                id="watchdog", name="systemd watchdog", **self.job_options,
             )
 
     # ----- lifecycle -----

@@ -38,6 +38,8 @@ from kronos_bot.forecaster.schemas import (
 )
 from kronos_bot.logs import get_logger
 
+# The service's model fingerprint header (see service.MODEL_HEADER; not imported: no FastAPI here).
+MODEL_HEADER = "x-kronos-model"
 # The host part of URLs sent over a Unix socket; never resolved.
 UDS_BASE_URL = "http://forecaster"
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -94,6 +96,7 @@ class ForecasterClient:
         self._sleep = sleep
         self._token = token or None
         self._info: dict[str, Any] | None = None
+        self._info_fingerprint: str | None = None
         # Why the last probe found nothing (e.g. "PermissionError: ..." when not in the socket's group).
         self.last_probe_error: str | None = None
         headers = {"Accept": "application/json", "User-Agent": "kronos-bot-forecaster-client"}
@@ -136,6 +139,12 @@ class ForecasterClient:
             raise ForecastInputError(problems[0].series, problems[0].problem)
         body = json.dumps(request_payload(series, params), allow_nan=False, separators=(",", ":"))
         response = self._request("POST", "/v1/forecast", content=body, retry_read_timeout=False)
+        fingerprint = response.headers.get(MODEL_HEADER)
+        if self._info is not None and fingerprint and fingerprint != self._info_fingerprint:
+            # The service restarted with another model or limits: the cached model_info() is stale.
+            self.log.warning("forecaster.model_changed", endpoint=self.endpoint,
+                             cached=self._info_fingerprint, now=fingerprint)
+            self._info = None
         try:
             parsed = ForecastResponse.model_validate_json(response.content)
         except ValidationError as exc:
@@ -143,12 +152,17 @@ class ForecasterClient:
         return [series_forecast(item) for item in parsed.series]
 
     def model_info(self) -> dict[str, object]:
-        """The service's /v1/model (ids, revisions, hashes, configs, limits), fetched once and cached."""
+        """The service's /v1/model (ids, revisions, hashes, configs, limits), cached.
+
+        Fetched again only when a forecast answer shows the service now runs a different model.
+        """
         if self._info is None:
-            info = self._request("GET", "/v1/model").json()
+            response = self._request("GET", "/v1/model")
+            info = response.json()
             if not isinstance(info, dict):
                 raise ForecasterUnavailable(f"{self.endpoint}: /v1/model did not return an object")
             self._info = info
+            self._info_fingerprint = response.headers.get(MODEL_HEADER)
         return dict(self._info)
 
     # ----- readiness -----

@@ -117,6 +117,8 @@ class SeriesOut(_Wire):
     # "p10" / "p50" / "p90" -> one value per predicted step.
     close_quantiles: dict[str, list[float]]
     compute_seconds: float
+    # Scalar facts the model adds (e.g. the seed it drew when the request had none), passed through.
+    extra: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
 
 class ForecastResponse(_Wire):
@@ -274,6 +276,7 @@ def series_out(forecast: SeriesForecast, compute_seconds: float) -> SeriesOut:
         p_up=forecast.p_up,
         close_quantiles={key: list(values) for key, values in forecast.close_quantiles.items()},
         compute_seconds=forecast.compute_seconds or compute_seconds,
+        extra={k: v for k, v in forecast.extra.items() if v is None or isinstance(v, (str, int, float, bool))},
     )
 
 
@@ -302,4 +305,5 @@ def series_forecast(out: SeriesOut) -> SeriesForecast:
         p_up=out.p_up,
         close_quantiles=out.close_quantiles,
         compute_seconds=out.compute_seconds,
+        extra=dict(out.extra),
     )

@@ -15,7 +15,9 @@ Why this shape:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
@@ -24,7 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -49,6 +51,8 @@ from kronos_bot.logs import get_logger
 
 ModelLoader = Callable[[], Forecaster]
 State = Literal["starting", "loading", "ready", "failed"]
+# Every /v1 answer names the loaded model's fingerprint, so a client notices a restart with another model.
+MODEL_HEADER = "X-Kronos-Model"
 # Keys structlog uses itself; a model_info key with one of these names is logged under "model_<key>".
 _RESERVED_LOG_KEYS = frozenset({"event", "level", "ts", "timestamp", "logger"})
 
@@ -99,6 +103,7 @@ class ForecastService:
         self.created = time.monotonic()
         self.model: Forecaster | None = None
         self.info: dict[str, Any] = {}
+        self.fingerprint = ""
         self.load_error: str | None = None
         self.load_seconds: float | None = None
         self.ready_after_seconds: float | None = None
@@ -139,6 +144,8 @@ class ForecastService:
             self.limits = replace(self.limits, max_context=model_max)
         self.model = model
         self.info = info
+        public = json.dumps(self.public_info(), sort_keys=True, default=str).encode()
+        self.fingerprint = hashlib.sha256(public).hexdigest()[:16]
         self.ready_after_seconds = round(time.monotonic() - self.created, 3)
         self._state = "ready"
         self.ready_event.set()
@@ -355,10 +362,10 @@ def create_app(
     async def model_info() -> JSONResponse:
         if service.state != "ready":
             raise ApiError(503, "not_ready", f"model not loaded ({service.state})", headers={"Retry-After": "2"})
-        return JSONResponse(jsonable_encoder(service.public_info()))
+        return JSONResponse(jsonable_encoder(service.public_info()), headers={MODEL_HEADER: service.fingerprint})
 
     @app.post("/v1/forecast", dependencies=[Depends(require_token)], response_model=ForecastResponse)
-    async def forecast(request: ForecastRequest) -> ForecastResponse:
+    async def forecast(request: ForecastRequest, http_response: Response) -> ForecastResponse:
         try:
             response = await service.forecast(request)
         except ApiError as exc:
@@ -378,6 +385,7 @@ def create_app(
             queue_seconds=response.queue_seconds,
             compute_seconds=response.compute_seconds,
         )
+        http_response.headers[MODEL_HEADER] = service.fingerprint
         return response
 
     return app

@@ -58,8 +58,10 @@ class ScheduleSettings(Section):
     entry_minutes: str = "0,15,30,45"
     # Seconds after each entry minute, so that the hourly bar has closed and been published.
     entry_offset_seconds: int = Field(30, ge=0, le=59)
+    # Development and tests only: run the entry cycle every N seconds instead of the cron (0 = use the cron).
+    entry_interval_seconds: int = Field(0, ge=0)
     # How often the exit monitor checks trailing stops, in seconds.
-    exit_interval_seconds: int = Field(60, ge=5, le=3600)
+    exit_interval_seconds: int = Field(60, ge=1, le=3600)
     # A job that starts later than this (seconds) after its time is skipped instead of run late.
     misfire_grace_seconds: int = Field(120, ge=1)
     # On SIGTERM, how long (seconds) a running job may take to finish before the daemon exits anyway.

@@ -185,10 +185,12 @@ class TraderDaemon:
         from apscheduler.triggers.interval import IntervalTrigger
 
         sched = self.settings.schedule
+        entry_trigger: Any = (
+            IntervalTrigger(seconds=sched.entry_interval_seconds, timezone=UTC) if sched.entry_interval_seconds
+            else CronTrigger(minute=sched.entry_minutes, second=sched.entry_offset_seconds, timezone=UTC)
+        )
         self.scheduler.add_job(
-            self._guarded("entry", self.entry_job), CronTrigger(minute=sched.entry_minutes,
-                                                                second=sched.entry_offset_seconds, timezone=UTC),
-            id="entry", name="entry cycle", **self.job_options,
+            self._guarded("entry", self.entry_job), entry_trigger, id="entry", name="entry cycle", **self.job_options,
         )
         self.scheduler.add_job(
             self._guarded("exit", self.exit_job), IntervalTrigger(seconds=sched.exit_interval_seconds, timezone=UTC),

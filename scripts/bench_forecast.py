@@ -26,30 +26,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from kronos_bot.forecast_types import SamplingParams, SeriesInput  # noqa: E402
-from kronos_bot.kronos.config import PredictorConfig, TokenizerConfig, parse_config  # noqa: E402
-from kronos_bot.kronos.model import KronosPredictorModel, KronosTokenizer  # noqa: E402
 from kronos_bot.kronos.predictor import KronosPredictor  # noqa: E402
-from kronos_bot.kronos.weights import build_empty, random_init  # noqa: E402
-
-# Published config.json contents (SPEC.md).
-KRONOS_SMALL = {
-    "attn_dropout_p": 0.1, "d_model": 512, "ff_dim": 1024, "ffn_dropout_p": 0.25, "learn_te": True,
-    "n_heads": 8, "n_layers": 8, "resid_dropout_p": 0.25, "s1_bits": 10, "s2_bits": 10, "token_dropout_p": 0.1,
-}
-TOKENIZER_BASE = {
-    "attn_dropout_p": 0.0, "beta": 0.05, "d_in": 6, "d_model": 256, "ff_dim": 512, "ffn_dropout_p": 0.0,
-    "gamma": 1.1, "gamma0": 1.0, "group_size": 4, "n_dec_layers": 4, "n_enc_layers": 4, "n_heads": 4,
-    "resid_dropout_p": 0.0, "s1_bits": 10, "s2_bits": 10, "zeta": 0.05,
-}
+from kronos_bot.kronos.random_init import random_models  # noqa: E402
 
 
 def build_predictor(seed: int = 0) -> KronosPredictor:
-    model_config = parse_config(PredictorConfig, KRONOS_SMALL, "Kronos-small")
-    tokenizer_config = parse_config(TokenizerConfig, TOKENIZER_BASE, "Kronos-Tokenizer-base")
-    model = build_empty(lambda: KronosPredictorModel(model_config))
-    tokenizer = build_empty(lambda: KronosTokenizer(tokenizer_config))
-    random_init(model, seed)
-    random_init(tokenizer, seed + 1)
+    """Kronos-small + Tokenizer-base configs (as published), random weights."""
+    model, tokenizer = random_models(seed)
     return KronosPredictor(model, tokenizer, info={"model": "random Kronos-small config"})
 
 

@@ -3,7 +3,7 @@
 
 The service runs in a child process (this script with `--serve`), exactly as `kronos-bot forecaster`
 runs it (same app, uvicorn, socket code), but with a random-weight model of Kronos-small's and
-Tokenizer-base's exact configs, built by the Kronos benchmark's `build_predictor` (no download). A child
+Tokenizer-base's exact configs from `kronos_bot.kronos.random_init` (no download). A child
 process, not a thread, so that start-to-ready includes interpreter start and the torch import, and so
 the RSS measured is the forecaster's alone.
 
@@ -17,7 +17,6 @@ time (so the HTTP + JSON overhead is visible as the difference).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -39,17 +38,6 @@ sys.path.insert(0, str(REPO_ROOT / "src"))
 from kronos_bot.forecast_types import SamplingParams, SeriesInput  # noqa: E402
 
 
-def _kronos_bench_module() -> Any:
-    """scripts/bench_forecast.py (the Kronos engineer's), for its random Kronos-small builder."""
-    path = REPO_ROOT / "scripts" / "bench_forecast.py"
-    spec = importlib.util.spec_from_file_location("kronos_bench_forecast", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def serve(socket_path: str | None, port: int | None, threads: int) -> int:
     """Child mode: the forecaster service with a random Kronos-small; READY when the model is built."""
     from kronos_bot.forecaster.server import run
@@ -61,8 +49,11 @@ def serve(socket_path: str | None, port: int | None, threads: int) -> int:
     def loader() -> Any:
         import torch
 
+        from kronos_bot.kronos.predictor import KronosPredictor
+        from kronos_bot.kronos.random_init import random_models
+
         torch.set_num_threads(threads)
-        return _kronos_bench_module().build_predictor(seed=0)
+        return KronosPredictor(*random_models(seed=0), info={"model": "random Kronos-small config"})
 
     return run(loader, socket_path=socket_path, host="127.0.0.1" if port is not None else None, port=port,
                limits=ServiceLimits(max_request_cells=10**7))

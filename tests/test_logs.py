@@ -45,6 +45,20 @@ def test_secrets_are_redacted_by_key_and_by_value() -> None:
     assert "**********" in second["message"]
 
 
+def test_only_whole_sensitive_words_mark_a_key() -> None:
+    stream = capture()
+    get_logger().info(
+        "forecaster.model_loaded", tokenizer="NeoQuasar/Kronos-Tokenizer-base", token_dropout_p=0.1,
+        tokenizer_sha256="abc", api_token="t0ps3cr3t", secret_key="k", password="p", x_api_key="q",
+        alpaca_secret_key="z",
+    )
+    (event,) = lines(stream)
+    assert event["tokenizer"] == "NeoQuasar/Kronos-Tokenizer-base"
+    assert event["token_dropout_p"] == 0.1 and event["tokenizer_sha256"] == "abc"
+    for key in ("api_token", "secret_key", "password", "x_api_key", "alpaca_secret_key"):
+        assert event[key] == "**********", key
+
+
 def test_console_renderer_is_readable() -> None:
     stream = capture("console")
     get_logger().info("cycle.start", cycle_id="c-2")

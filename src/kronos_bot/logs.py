@@ -9,6 +9,7 @@ a caller passes in.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal, TextIO
@@ -18,7 +19,11 @@ from pydantic import SecretStr
 
 LogFormat = Literal["auto", "json", "console"]
 REDACTED = "**********"
-_SENSITIVE_KEY_PARTS = ("secret", "password", "token", "api_key", "apikey", "authorization")
+# A key is sensitive when its last word (split on non-alphanumerics) is one of these, or it contains one of
+# the word pairs: `api_token`, `X-Api-Key`, `alpaca_secret_key` are masked; `tokenizer`, `token_dropout_p`
+# (model config values we do want to see) are not.
+_SENSITIVE_LAST_WORDS = frozenset({"secret", "password", "passwd", "token", "apikey", "authorization", "credentials"})
+_SENSITIVE_PAIRS = (("api", "key"), ("secret", "key"), ("private", "key"), ("access", "key"))
 _secret_values: set[str] = set()
 
 
@@ -46,8 +51,10 @@ def _scrub(value: Any) -> Any:
 
 
 def _is_sensitive_key(key: object) -> bool:
-    lowered = str(key).lower()
-    return any(part in lowered for part in _SENSITIVE_KEY_PARTS)
+    words = [w for w in re.split(r"[^a-z0-9]+", str(key).lower()) if w]
+    if words and words[-1] in _SENSITIVE_LAST_WORDS:
+        return True
+    return any(pair == tuple(words[i:i + 2]) for pair in _SENSITIVE_PAIRS for i in range(len(words) - 1))
 
 
 def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -158,7 +158,10 @@ class ForecasterClient:
         """
         if self._info is None:
             response = self._request("GET", "/v1/model")
-            info = response.json()
+            try:
+                info = response.json()
+            except ValueError:
+                info = None
             if not isinstance(info, dict):
                 raise ForecasterUnavailable(f"{self.endpoint}: /v1/model did not return an object")
             self._info = info

@@ -1,0 +1,219 @@
+"""`kronos-bot forecast --csv FILE`: forecast the next bars of one CSV series with Kronos, in process.
+
+The CSV has a header `timestamp,open,high,low,close,volume[,amount]` (ISO-8601 timestamps; without an
+offset they are taken as UTC), oldest bar first. The last `--context` rows are the context; the
+predicted bars continue the CSV's bar interval. Without `--json` a readable table is printed; with it,
+one JSON object: candles (mean over sampled paths), p_up, close_quantiles and the settings used.
+
+    kronos-bot forecast --csv bars.csv --samples 32 --top-p 0.9 --seed 7
+    kronos-bot forecast --csv tests/fixtures/kronos_tiny/bars.csv --model tests/fixtures/kronos_tiny/model \\
+        --tokenizer tests/fixtures/kronos_tiny/tokenizer --no-verify --json
+
+Exit codes: 0 ok, 2 bad CSV or parameters, 3 the model cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kronos_bot.config import Settings
+
+NAME = "forecast"
+HELP = "forecast the next bars of a CSV series (timestamp,open,high,low,close,volume[,amount]) with Kronos"
+LOGS_TO_STDERR = True  # stdout carries the forecast (JSON or table)
+
+EXIT_BAD_INPUT = 2
+EXIT_NO_MODEL = 3
+REQUIRED_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+class CsvError(ValueError):
+    """The CSV cannot be read as bars; the message names the file, line and problem."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--csv", metavar="FILE", required=True, help="bars: timestamp,open,high,low,close,volume[,amount]")
+    parser.add_argument("--context", metavar="N", type=int, default=60, help="context bars: the last N rows (default 60)")
+    parser.add_argument("--pred-len", metavar="N", type=int, default=4, help="bars to predict (default 4)")
+    parser.add_argument("--samples", metavar="N", type=int, default=1, help="sampled paths, averaged (default 1)")
+    parser.add_argument("--temperature", metavar="T", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    parser.add_argument("--top-p", metavar="P", type=float, default=0.9, help="nucleus sampling mass (default 0.9)")
+    parser.add_argument("--top-k", metavar="K", type=int, default=0, help="keep the K likeliest tokens (0 off, 1 greedy)")
+    parser.add_argument("--max-context", metavar="N", type=int, default=None,
+                        help="longest token window (default: forecaster.max_context)")
+    parser.add_argument("--seed", metavar="S", type=int, default=None, help="random seed (default: fresh, reported)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    model = parser.add_argument_group("model (default: from the config)")
+    model.add_argument("--model", metavar="M", help="predictor: Hub repo id or local directory")
+    model.add_argument("--tokenizer", metavar="T", help="tokenizer: Hub repo id or local directory")
+    model.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the checkpoint files")
+    model.add_argument("--device", metavar="D", help="torch device (default: forecaster.device)")
+    model.add_argument("--threads", metavar="N", type=int, help="torch CPU threads (default: forecaster.threads)")
+
+
+def read_bars_csv(path: Path) -> dict[str, list[Any]]:
+    """Columns of a bar CSV: 'timestamp' (tz-aware UTC datetimes) and float columns."""
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise CsvError(f"{path}: cannot open: {exc}") from exc
+    with handle:
+        reader = csv.DictReader(handle)
+        fields = [f.strip() for f in reader.fieldnames or []]
+        time_column = next((c for c in ("timestamp", "timestamps") if c in fields), None)
+        missing = [c for c in REQUIRED_COLUMNS if c not in fields]
+        if time_column is None or missing:
+            need = ", ".join((["timestamp"] if time_column is None else []) + missing)
+            raise CsvError(f"{path}: missing column(s) {need}; the header needs timestamp,open,high,low,close,volume")
+        wanted = [*REQUIRED_COLUMNS, *(["amount"] if "amount" in fields else [])]
+        out: dict[str, list[Any]] = {"timestamp": [], **{c: [] for c in wanted}}
+        for line, row in enumerate(reader, start=2):
+            row = {k.strip(): v for k, v in row.items() if k is not None}
+            out["timestamp"].append(_parse_time(row.get(time_column), path, line))
+            for column in wanted:
+                value = (row.get(column) or "").strip()
+                try:
+                    out[column].append(float(value))
+                except ValueError:
+                    raise CsvError(f"{path}:{line}: {column} {value!r} is not a number") from None
+    if not out["timestamp"]:
+        raise CsvError(f"{path}: no data rows")
+    return out
+
+
+def _parse_time(text: str | None, path: Path, line: int) -> datetime:
+    value = (text or "").strip()
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise CsvError(f"{path}:{line}: timestamp {value!r} is not ISO-8601") from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    from kronos_bot.forecast_types import ForecastInputError, ForecasterUnavailable, SamplingParams, SeriesInput
+
+    fs = settings.forecaster
+    try:
+        if args.context < 1 or args.pred_len < 1 or args.samples < 1:
+            raise CsvError("--context, --pred-len and --samples must be >= 1")
+        bars = read_bars_csv(Path(args.csv))
+        take = slice(-args.context, None)
+        series = SeriesInput(
+            id=Path(args.csv).stem,
+            timestamps=bars["timestamp"][take],
+            open=bars["open"][take],
+            high=bars["high"][take],
+            low=bars["low"][take],
+            close=bars["close"][take],
+            volume=bars["volume"][take],
+            amount=bars["amount"][take] if "amount" in bars else None,
+        )
+        params = SamplingParams(
+            pred_len=args.pred_len,
+            samples=args.samples,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            max_context=args.max_context or fs.max_context,
+            seed=args.seed,
+        )
+    except CsvError as exc:
+        print(f"kronos-bot forecast: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    from kronos_bot.forecaster.factory import load_model
+    from kronos_bot.kronos.predictor import validate_params
+
+    try:
+        validate_params(params)  # before paying for the model load
+    except ValueError as exc:
+        print(f"kronos-bot forecast: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    try:
+        forecaster = load_model(
+            settings,
+            model=args.model,
+            tokenizer=args.tokenizer,
+            verify=False if args.no_verify else None,
+            device=args.device,
+            threads=args.threads,
+        )
+    except ForecasterUnavailable as exc:
+        print(f"kronos-bot forecast: cannot load the model: {exc}", file=sys.stderr)
+        return EXIT_NO_MODEL
+    try:
+        (result,) = forecaster.forecast([series], params)
+    except (ForecastInputError, ValueError) as exc:
+        print(f"kronos-bot forecast: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    info = forecaster.model_info()
+    used = {
+        "csv": str(args.csv),
+        "context": len(series.timestamps),
+        "pred_len": params.pred_len,
+        "samples": params.samples,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "top_k": params.top_k,
+        "max_context": params.max_context,
+        "seed": result.extra.get("seed", params.seed),
+        "model": _source(info.get("model")),
+        "tokenizer": _source(info.get("tokenizer")),
+    }
+    if args.json:
+        print(json.dumps(_as_json(result, used), indent=2))
+    else:
+        _print_table(result, used, series.timestamps[-1])
+    return 0
+
+
+def _source(entry: object) -> object:
+    if isinstance(entry, dict):
+        return {k: entry.get(k) for k in ("source", "revision", "weights_sha256", "verified")}
+    return entry
+
+
+def _as_json(result: Any, used: dict[str, object]) -> dict[str, object]:
+    return {
+        "id": result.id,
+        "last_close": result.last_close,
+        "candles": [
+            {"timestamp": c.timestamp.isoformat(), "open": c.open, "high": c.high, "low": c.low, "close": c.close,
+             "volume": c.volume, "amount": c.amount}
+            for c in result.candles
+        ],
+        "p_up": result.p_up,
+        "close_quantiles": result.close_quantiles,
+        "compute_seconds": round(result.compute_seconds, 4),
+        "settings": used,
+    }
+
+
+def _print_table(result: Any, used: dict[str, object], last_time: datetime) -> None:
+    model = used["model"]
+    source = model.get("source") if isinstance(model, dict) else model
+    print(f"{result.id}: {used['context']} context bars up to {last_time.isoformat()}, last close {result.last_close:g}")
+    print(f"model {source}; {used['samples']} sample(s), T={used['temperature']}, top_p={used['top_p']}, "
+          f"top_k={used['top_k']}, seed={used['seed']}; {result.compute_seconds:.3f} s")
+    header = f"{'timestamp (UTC)':<26}{'open':>12}{'high':>12}{'low':>12}{'close':>12}{'volume':>14}{'amount':>16}"
+    quantiles = result.close_quantiles
+    show_q = used["samples"] != 1
+    if show_q:
+        header += f"{'close p10':>12}{'p50':>12}{'p90':>12}"
+    print(header)
+    for i, c in enumerate(result.candles):
+        line = (f"{c.timestamp.isoformat():<26}{c.open:>12.6g}{c.high:>12.6g}{c.low:>12.6g}{c.close:>12.6g}"
+                f"{c.volume:>14.6g}{c.amount:>16.6g}")
+        if show_q:
+            line += "".join(f"{quantiles[q][i]:>12.6g}" for q in ("p10", "p50", "p90"))
+        print(line)
+    print(f"P(up) = {result.p_up:.3f} (share of paths whose last close is above {result.last_close:g})")

@@ -343,6 +343,10 @@ class ForecasterSettings(Section):
     min_context_bars: int = Field(16, ge=2)
     # The service answers 413 above this many series x samples x bars in one request.
     max_request_cells: int = Field(4 * 64 * 512, ge=1)
+    # Requests waiting behind the running one; more get 503 and the client backs off.
+    max_queued_requests: int = Field(32, ge=1)
+    # On SIGTERM, how long a running forecast may finish, seconds (keep below the unit's TimeoutStopSec=30).
+    shutdown_timeout_seconds: float = Field(10.0, gt=0, le=25)
 
 
 class JournalSettings(Section):

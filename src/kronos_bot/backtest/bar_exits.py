@@ -13,7 +13,8 @@ to the live `ExitMonitor.check` (which uses the tick rule `exits.update_stop`: r
 price, then compare the price with the stop):
   - when the bar raised the HWM: a tick at the new HWM, stamped at the bar's START (it raises HWM and
     stop exactly like step 2 -- both use `exits._raise_hwm` -- and cannot exit: the stop is below the
-    HWM, and max-hold was already checked at that instant by the previous bar's close tick);
+    HWM, and max-hold was already checked at that instant by the previous bar's close tick -- when that
+    bar was missing and max-hold is due, the raise is skipped so the HWM price is never a fill);
   - then a tick at the bar's END at the verdict's fill price (stop, open, or close), or at the close
     when there is no exit: the monitor then sees price <= stop (or max-hold) exactly where the bar rule
     does, and sells through the executor and the simulated broker at that price minus slippage.
@@ -43,7 +44,8 @@ def monitor_ticks(state: StopState, bar: Bar, exits: ExitSettings) -> tuple[BarE
     start, end = bar.open_time, bar.open_time + HOUR
     verdict = update_stop_bar(state, bar.open, bar.high, bar.low, bar.close, exits, end)
     ticks: list[Tick] = []
-    if verdict.state.hwm > state.hwm:
+    hold_due_at_start = exits.max_hold_hours > 0 and start - state.entry_time >= timedelta(hours=exits.max_hold_hours)
+    if verdict.state.hwm > state.hwm and not hold_due_at_start:
         ticks.append(Tick(start, verdict.state.hwm))
     price = verdict.price if verdict.reason is not None and verdict.price is not None else bar.close
     ticks.append(Tick(end, price))

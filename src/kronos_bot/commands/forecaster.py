@@ -76,6 +76,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             limits=limits_from_settings(fs),
             token=token,
             log=log,
+            graceful_seconds=fs.shutdown_timeout_seconds,
         )
     except StartupRefused as exc:
         log.error("forecaster.refused", reason=str(exc))

@@ -239,6 +239,7 @@ def run(
     token: str | None = None,
     log: Any = None,
     notifier: Notifier | None = None,
+    graceful_seconds: float = 10.0,
 ) -> int:
     """Serve until SIGTERM/SIGINT (exit 0) or a failed model load (exit 1); call from the main thread.
 
@@ -258,7 +259,7 @@ def run(
     notifier = notifier or Notifier(log=log)
     notifier.status("loading the model")
     app = create_app(loader, limits=limits, token=token, log=log)
-    server = ForecasterServer(app, sock, notifier=notifier, log=log)
+    server = ForecasterServer(app, sock, notifier=notifier, log=log, graceful_seconds=graceful_seconds)
 
     received: list[int] = []
 

@@ -397,6 +397,7 @@ def limits_from_settings(forecaster_settings: Any) -> ServiceLimits:
         max_context=forecaster_settings.max_context,
         min_context_bars=forecaster_settings.min_context_bars,
         max_request_cells=forecaster_settings.max_request_cells,
+        max_queued=forecaster_settings.max_queued_requests,
     )
 
 

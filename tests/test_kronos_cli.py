@@ -77,8 +77,9 @@ def write_csv(path: Path, rows: list[dict[str, Any]], header: str = "timestamp,o
 
 def bar_rows(n: int = 30) -> list[dict[str, Any]]:
     start = datetime(2024, 1, 1)
-    return [{"timestamp": (start + timedelta(minutes=5 * i)).isoformat(), "open": 10 + i * 0.01, "high": 10.2 + i * 0.01,
-             "low": 9.9 + i * 0.01, "close": 10.1 + i * 0.01, "volume": 100 + i} for i in range(n)]
+    return [{"timestamp": (start + timedelta(minutes=5 * i)).isoformat(), "open": 10 + i * 0.01,
+             "high": 10.2 + i * 0.01, "low": 9.9 + i * 0.01, "close": 10.1 + i * 0.01, "volume": 100 + i}
+            for i in range(n)]
 
 
 def test_forecast_csv_without_amount_and_naive_times(config: Path, tmp_path: Path,

@@ -102,7 +102,8 @@ def test_fixture_weights_load_and_training_only_tokenizer_tensors_are_ignored() 
     ("edit", "message"),
     [
         (lambda sd: sd.pop("transformer.1.ffn.w2.weight"), r"missing tensors: transformer\.1\.ffn\.w2\.weight"),
-        (lambda sd: sd.__setitem__("transformer.2.norm1.weight", torch.ones(32)), r"unexpected tensors: transformer\.2"),
+        (lambda sd: sd.__setitem__("transformer.2.norm1.weight", torch.ones(32)),
+         r"unexpected tensors: transformer\.2"),
         (lambda sd: sd.__setitem__("head.proj_s1.weight", torch.zeros(17, 32)),
          r"tensor head\.proj_s1\.weight has shape \[17, 32\], expected \[16, 32\]"),
         (lambda sd: sd.__setitem__("norm.weight", torch.ones(32, dtype=torch.int64)), r"norm\.weight has dtype"),

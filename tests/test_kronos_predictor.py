@@ -51,7 +51,8 @@ def fixture_series(sid: str = "BTC/USD", n: int = 48, **overrides: object) -> Se
 def test_implements_the_forecaster_protocol(predictor: KronosPredictor) -> None:
     assert isinstance(predictor, Forecaster)
     info = predictor.model_info()
-    assert info["tokenizer_config"]["s1_bits"] == 4 and info["threads"] == torch.get_num_threads()  # type: ignore[index]
+    assert info["tokenizer_config"]["s1_bits"] == 4  # type: ignore[index]
+    assert info["threads"] == torch.get_num_threads()
 
 
 # -- validation ---------------------------------------------------------------------------------------
@@ -75,7 +76,8 @@ def with_value(column: str, index: int, value: float) -> list[float]:
         ({"close": [1.0] * 47}, r"mismatched lengths: timestamps=48, .*close=47"),
         ({"timestamps": [T0.replace(tzinfo=None) + timedelta(hours=i) for i in range(48)]},
          r"timestamps\[0\] = .* is not a timezone-aware datetime"),
-        ({"timestamps": [T0 + timedelta(hours=i % 40) for i in range(48)]}, r"timestamps are not strictly increasing at bar 40"),
+        ({"timestamps": [T0 + timedelta(hours=i % 40) for i in range(48)]},
+         r"timestamps are not strictly increasing at bar 40"),
     ],
     ids=["nan", "inf", "zero-price", "negative-price", "high<low", "negative-amount", "lengths", "naive-time",
          "time-order"],
@@ -147,6 +149,7 @@ def test_sampling_does_not_touch_the_global_rng(predictor: KronosPredictor) -> N
     expected = torch.rand(3)
     torch.manual_seed(0)
     predictor.forecast([fixture_series()], SamplingParams(samples=4, seed=1))
+    predictor.forecast([fixture_series()], SamplingParams(samples=4, seed=None))
     assert torch.equal(torch.rand(3), expected)
 
 

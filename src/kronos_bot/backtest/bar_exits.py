@@ -13,11 +13,13 @@ to the live `ExitMonitor.check` (which uses the tick rule `exits.update_stop`: r
 price, then compare the price with the stop):
   - when the bar raised the HWM: a tick at the new HWM, stamped at the bar's START (it raises HWM and
     stop exactly like step 2 -- both use `exits._raise_hwm` -- and cannot exit: the stop is below the
-    HWM, and max-hold was already checked at that instant by the previous bar's close tick -- when that
-    bar was missing and max-hold is due, the raise is skipped so the HWM price is never a fill);
-  - then a tick at the bar's END at the verdict's fill price (stop, open, or close), or at the close
-    when there is no exit: the monitor then sees price <= stop (or max-hold) exactly where the bar rule
-    does, and sells through the executor and the simulated broker at that price minus slippage.
+    HWM, and max-hold was already checked at that instant at the previous bar's end -- when that bar was
+    missing and max-hold is due, the raise is skipped so the HWM price can never be a fill);
+  - when the verdict is an exit: a tick at the bar's END at its fill price (the stop, the open, or the
+    close). The monitor then sees price <= stop (or max-hold) exactly where the bar rule does, and sells
+    through the executor and the simulated broker at that price minus slippage.
+A bar without a new high and without an exit needs no tick: the monitor would change nothing (a close
+tick below the HWM and above the stop is a no-op), so it is skipped to keep replays fast.
 """
 
 from __future__ import annotations
@@ -47,6 +49,6 @@ def monitor_ticks(state: StopState, bar: Bar, exits: ExitSettings) -> tuple[BarE
     hold_due_at_start = exits.max_hold_hours > 0 and start - state.entry_time >= timedelta(hours=exits.max_hold_hours)
     if verdict.state.hwm > state.hwm and not hold_due_at_start:
         ticks.append(Tick(start, verdict.state.hwm))
-    price = verdict.price if verdict.reason is not None and verdict.price is not None else bar.close
-    ticks.append(Tick(end, price))
+    if verdict.reason is not None:
+        ticks.append(Tick(end, verdict.price if verdict.price is not None else bar.close))
     return verdict, ticks

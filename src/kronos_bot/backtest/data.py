@@ -57,7 +57,7 @@ def write_bars_csv(path: Path, frame: pd.DataFrame) -> None:
     out.index.name = "timestamp"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    out.to_csv(tmp, float_format="%.10g")
+    out.to_csv(tmp)  # shortest round-trip repr of every float: the cache loses no digit
     tmp.replace(path)
 
 
@@ -210,18 +210,32 @@ class SymbolBars:
         return i if i < len(self.times) and self.times[i] == _ns(open_time) else None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
 def _ns(ts: datetime) -> int:
-    return int(pd.Timestamp(ts).as_unit("ns").value)
+    """Nanoseconds since the epoch of a tz-aware datetime, exactly (no float rounding)."""
+    return (ts - _EPOCH) // _US * 1000
 
 
 @dataclass(frozen=True)
 class RawWindow:
-    """The closed bars the live cycle would have fetched at `now`, before validation."""
+    """The closed bars the live cycle would have fetched at `now`, before validation.
+
+    The DataFrame is only built when asked for (`frame`): on a memo hit the content hash is enough.
+    """
 
     symbol: str
     now: datetime
-    frame: pd.DataFrame
+    source: SymbolBars
+    lo: int
+    hi: int
     digest: str
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self.source.frame.iloc[self.lo:self.hi]
 
 
 class BarStore:
@@ -239,15 +253,17 @@ class BarStore:
         bars = self._bars[symbol]
         start, _ = fetch_window(now, settings)
         lo, hi = bars.closed_range(start, now)
-        return RawWindow(symbol, now, bars.frame.iloc[lo:hi], digest(bars.times[lo:hi], bars.values[lo:hi]))
+        return RawWindow(symbol, now, bars, lo, hi, digest(bars.times[lo:hi], bars.values[lo:hi]))
 
     def bar(self, symbol: str, open_time: datetime) -> Bar | None:
-        """The bar opening at `open_time`, if the data has one."""
+        """The bar opening at `open_time`, if the data has a usable one (finite, positive prices)."""
         bars = self._bars[symbol]
         i = bars.row(open_time)
         if i is None:
             return None
         o, h, low, c, _ = bars.values[i]
+        if not (np.isfinite(bars.values[i, :4]).all() and (bars.values[i, :4] > 0).all()):
+            return None  # a broken bar is no price at all, as a failed price lookup is for the live monitor
         return Bar(open_time, _dec(o), _dec(h), _dec(low), _dec(c))
 
     def mark(self, symbol: str, t: datetime) -> Decimal | None:

@@ -4,11 +4,12 @@ Wiring: a SQLite journal in memory, the simulated broker built by `broker.make_b
 builds it; `broker.kind` is forced to `sim`), `Executor`, `ExitMonitor` -- all on a simulated clock and a
 replayed price source. Per bar boundary `t` the runner calls, in this order:
   1. `exits(t - 1h)`: every open position goes through the bar that just closed (see `bar_exits`).
-  2. `decide_and_enter(signals at t)`: `engine.decide_all` with the executor's own `risk_state` (open
-     positions, pending entries, cash, cooldowns, the UTC day's realized P&L), then
-     `Executor.execute` for the ENTERs. Prices are the open of the bar starting at `t`, so market buys
-     fill at the NEXT bar's open plus slippage, with the fee taken in the coin, like Alpaca.
-  3. `snapshot(t)`: equity = cash + positions at the same prices.
+  2. `set_marks(t)` + `snapshot(t)`: prices become the open of the bar starting at `t`; equity = cash +
+     positions at those prices.
+  3. `decide_and_enter(signals at t)`: `engine.decide_all` with the executor's own `risk_state` (open
+     positions, pending entries, cash, cooldowns, the UTC day's realized P&L), then `Executor.execute`
+     for the ENTERs: market buys fill at that next-bar open plus slippage, fee taken in the coin, like
+     Alpaca.
 Reconciliation is not run: the simulated broker fills synchronously, so there is nothing to reconcile.
 """
 
@@ -71,7 +72,6 @@ class EquityPoint:
     equity: Decimal
     cash: Decimal
     invested: Decimal  # market value of open positions
-    open_positions: int
 
 
 class Replay:
@@ -90,12 +90,14 @@ class Replay:
         self.monitor = ExitMonitor(self.broker, self.journal, self.executor, settings, self.prices, clock=self.clock)
         self.entries: list[EntryOutcome] = []
         self.exit_mismatches = 0
+        self._marked: datetime | None = None
 
     # ----- 1. exits -----
 
     def exits(self, bar_open: datetime) -> list[PositionRecord]:
         """Every open position through the bar opening at `bar_open`; returns the positions it closed."""
         closed: list[PositionRecord] = []
+        self._marked = None  # exit ticks move prices away from the marks
         for position in self.journal.open_positions():
             bar = self.store.bar(position.symbol, bar_open)
             if bar is None:
@@ -103,14 +105,17 @@ class Replay:
             verdict, ticks = monitor_ticks(position.stop_state(), bar, self.settings.exits)
             backstop_before = position.backstop_stop
             done: PositionRecord | None = None
-            for tick in ticks:
+            current = position
+            for i, tick in enumerate(ticks):
                 self.clock.now = tick.time
                 self.prices.set(position.symbol, tick.price)
-                current = self.journal.get_position(position.id)
+                if i:
+                    current = self.journal.get_position(position.id)
                 done = self.monitor.check(current, self.broker.get_position(position.symbol), tick.time)
                 if done is not None:
                     break
-            if done is None:
+            if done is None and verdict.reason is not None:
+                # Only a bar whose low reached the pre-bar stop can reach the backstop (which is never above it).
                 done = self._backstop(position.id, bar_open, backstop_before)
             if done is None and verdict.reason is not None:
                 self.exit_mismatches += 1
@@ -141,13 +146,16 @@ class Replay:
     # ----- 2. decisions and entries -----
 
     def set_marks(self, t: datetime) -> None:
+        """Clock to `t`, every price to the market price at `t` (the open of the bar starting then)."""
         self.clock.now = t
         self.prices.update({s: self.store.mark(s, t) for s in self.settings.symbols})
+        self._marked = t
 
     def decide_and_enter(self, signals: HourSignals) -> list[Decision]:
         """The engine's decisions at `signals.time` (configured symbol order) and the resulting entries."""
         t = signals.time
-        self.set_marks(t)
+        if self._marked != t:
+            self.set_marks(t)
         by_symbol: dict[str, Decision] = {}
         if signals.gates:
             risk = self.executor.risk_state(t)
@@ -166,10 +174,9 @@ class Replay:
     # ----- 3. valuation -----
 
     def snapshot(self, t: datetime) -> EquityPoint:
+        """Equity at the current prices (call `set_marks(t)` first)."""
         account = self.broker.get_account()
-        positions = self.broker.get_positions()
-        invested = sum((p.market_value or ZERO for p in positions), ZERO)
-        return EquityPoint(t, account.equity, account.cash, invested, len(positions))
+        return EquityPoint(t, account.equity, account.cash, account.equity - account.cash)
 
     def positions(self) -> list[PositionRecord]:
         """Every position of the run: closed ones by exit time, then the ones still open."""

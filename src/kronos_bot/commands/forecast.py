@@ -38,13 +38,17 @@ class CsvError(ValueError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--csv", metavar="FILE", required=True, help="bars: timestamp,open,high,low,close,volume[,amount]")
-    parser.add_argument("--context", metavar="N", type=int, default=60, help="context bars: the last N rows (default 60)")
+    parser.add_argument("--csv", metavar="FILE", required=True,
+                        help="bars: timestamp,open,high,low,close,volume[,amount]; ISO times, UTC if no offset")
+    parser.add_argument("--context", metavar="N", type=int, default=60,
+                        help="context bars: the last N rows (default 60)")
     parser.add_argument("--pred-len", metavar="N", type=int, default=4, help="bars to predict (default 4)")
     parser.add_argument("--samples", metavar="N", type=int, default=1, help="sampled paths, averaged (default 1)")
-    parser.add_argument("--temperature", metavar="T", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    parser.add_argument("--temperature", metavar="T", type=float, default=1.0,
+                        help="sampling temperature (default 1.0)")
     parser.add_argument("--top-p", metavar="P", type=float, default=0.9, help="nucleus sampling mass (default 0.9)")
-    parser.add_argument("--top-k", metavar="K", type=int, default=0, help="keep the K likeliest tokens (0 off, 1 greedy)")
+    parser.add_argument("--top-k", metavar="K", type=int, default=0,
+                        help="keep the K likeliest tokens (0 off, 1 greedy)")
     parser.add_argument("--max-context", metavar="N", type=int, default=None,
                         help="longest token window (default: forecaster.max_context)")
     parser.add_argument("--seed", metavar="S", type=int, default=None, help="random seed (default: fresh, reported)")
@@ -201,7 +205,8 @@ def _as_json(result: Any, used: dict[str, object]) -> dict[str, object]:
 def _print_table(result: Any, used: dict[str, object], last_time: datetime) -> None:
     model = used["model"]
     source = model.get("source") if isinstance(model, dict) else model
-    print(f"{result.id}: {used['context']} context bars up to {last_time.isoformat()}, last close {result.last_close:g}")
+    print(f"{result.id}: {used['context']} context bars up to {last_time.isoformat()}, "
+          f"last close {result.last_close:g}")
     print(f"model {source}; {used['samples']} sample(s), T={used['temperature']}, top_p={used['top_p']}, "
           f"top_k={used['top_k']}, seed={used['seed']}; {result.compute_seconds:.3f} s")
     header = f"{'timestamp (UTC)':<26}{'open':>12}{'high':>12}{'low':>12}{'close':>12}{'volume':>14}{'amount':>16}"

@@ -8,8 +8,8 @@ additive mask hides it.
 
 Cached path (while every window still starts at token 0, i.e. context + step <= max_context):
 - the context is encoded and prefilled once per series; the per-layer keys/values of that prefill are
-  shared by the series' samples (`SharedKV`), never copied per sample;
-- each step feeds only the N newly sampled tokens and appends to per-path caches (`PathKV`);
+  stored once per series and shared by its samples (`cache.py`), never copied per sample;
+- each step feeds only the N newly sampled tokens, each attending its series' prefix + its own past;
 - the dependency-aware layer's keys/values over the window are cached the same way.
 Once any window would slide, positions restart at the window start and cached keys no longer apply:
 from that step on every step recomputes the full windows (the reference semantics, exactly).
@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .model import KronosPredictorModel, KronosTokenizer, PathKV, SharedKV, attend_cached, padding_bias
+from .cache import CacheLayout, KVCache
+from .model import CacheStep, KronosPredictorModel, KronosTokenizer
 
 
 @dataclass(frozen=True)
@@ -184,43 +185,36 @@ class _Generator:
         model, batch, s = self.model, self.batch, self.samples
         lengths = batch.lengths
         b, lmax = self.s1_ctx.shape
-        n = b * s
         hidden, kvs = model.forward_full(self.s1_ctx, self.s2_ctx, batch.stamps[:, :lmax])
-        bias = padding_bias(lengths, lmax)
-        prefixes = [SharedKV(k, v, bias) for k, v in kvs]
-        dep_k, dep_v = model.dep_layer.cross_attn.keys_values(hidden)
-        dep_prefix = SharedKV(dep_k, dep_v, bias)
+        # Each path feeds back at most pred_len - 1 tokens (the last one generated is never fed).
+        layout = CacheLayout(lengths, lmax, s, self.pred_len - 1)
+        caches = [KVCache(k, v, layout) for k, v in kvs]
+        dep = model.dep_cache(hidden, layout)
         series = torch.arange(b, device=hidden.device)
         last = hidden[series, lengths - 1]  # [B, d]
         # Step 0: the s1 distribution is the same for every sample of a series.
         s1 = self._sample(model.s1_logits(last).repeat_interleave(s, 0))
         last = last.repeat_interleave(s, 0)
-        fed = self.pred_len - 1  # the last generated token is never fed back
-        cross = model.dep_layer.cross_attn
-        cfg = model.config
-        dep_path = PathKV.empty(n, cross.n_heads, fed, cross.head_dim, hidden)
-        paths = [
-            PathKV.empty(n, cfg.n_heads, fed, cfg.d_model // cfg.n_heads, hidden) for _ in model.transformer
-        ]
+        mask = layout.mask(1)
         while True:
-            dep_keys, dep_values = dep_path.k[:, :, :dep_path.length], dep_path.v[:, :, :dep_path.length]
-            attn = attend_cached(model.dep_query(s1), dep_prefix, dep_keys, dep_values, s)
-            s2 = self._sample(model.s2_logits(s1, last, attn))
+            s2 = self._sample(model.s2_logits_cached(s1, last, dep, mask, s))
             self._store(s1, s2)
             if self.step >= self.pred_len or not self._fits(self.step):
                 return
             # Feed the token just generated (position len + step - 1) and predict the next one.
             positions = (self.row_lengths + self.step - 1)[:, None]
             stamps = batch.stamps[series, lengths + self.step - 1].repeat_interleave(s, 0)[:, None, :]
-            hidden_new = model.forward_cached(s1[:, None], s2[:, None], stamps, positions, prefixes, paths, s)
-            k_new, v_new = cross.keys_values(hidden_new)
-            dep_path.append(k_new, v_new)
+            step = CacheStep(layout, positions)
+            hidden_new = model.forward_cached(s1[:, None], s2[:, None], stamps, caches, step)
+            dep.write(*model.dep_layer.cross_attn.keys_values(hidden_new), step.slots, s)
+            mask = step.mask
             last = hidden_new[:, 0]
             s1 = self._sample(model.s1_logits(last))
 
     def run_recompute(self) -> None:
         """Generate the remaining tokens by full passes over each path's window (sliding if needed)."""
         model, batch = self.model, self.batch
+        stamps = batch.stamps.repeat_interleave(self.samples, 0)
         while self.step < self.pred_len:
             total = self.row_lengths + self.step  # tokens available to each path
             width = torch.clamp(total, max=self.max_context)
@@ -230,7 +224,6 @@ class _Generator:
             index = torch.minimum(index, (total - 1)[:, None])  # padding repeats the last token
             s1_win = self.seq_s1.gather(1, index)
             s2_win = self.seq_s2.gather(1, index)
-            stamps = batch.stamps.repeat_interleave(self.samples, 0)
             stamps_win = stamps.gather(1, index[:, :, None].expand(-1, -1, stamps.shape[-1]))
             hidden, _ = model.forward_full(s1_win, s2_win, stamps_win)
             rows = torch.arange(hidden.shape[0], device=hidden.device)

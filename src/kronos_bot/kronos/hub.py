@@ -114,10 +114,15 @@ def paired_tokenizer(model: str) -> str | None:
 
 
 def is_offline(local_files_only: bool | None = None) -> bool:
-    """Explicit flag, else HF_HUB_OFFLINE from the environment (read now, not at import time)."""
+    """Explicit flag, else HF_HUB_OFFLINE: set in the environment now, or when huggingface_hub was
+    imported (it reads the variable once, and then refuses network access whatever we pass)."""
     if local_files_only is not None:
         return local_files_only
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    from huggingface_hub import constants
+
+    return bool(constants.is_offline_mode())
 
 
 def sha256_file(path: Path) -> str:

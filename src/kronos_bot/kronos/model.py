@@ -7,20 +7,19 @@ Two ways to run every transformer stack:
 - "full": a causal pass over whole rows (right-padded rows are fine: with causal attention the real
   tokens never see the padding behind them). Used for encoding, prefill, the sliding-window recompute
   and the parity tests.
-- "cached": new positions attend to a *shared prefix* cache (one entry per series, keys/values of its
-  context) plus a *path* cache (one entry per sampled path). Samples of one series are consecutive rows,
-  so their queries are regrouped against the series' prefix instead of copying the prefix per sample.
+- "cached": new positions of every sampled path attend their series' cached prefix (stored once per
+  series, not per sample) plus their own earlier positions; see `cache.py`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .cache import CacheLayout, KVCache
 from .config import DEP_LAYER_HEADS, PredictorConfig, TokenizerConfig
 
 RMS_EPS = 1e-5
@@ -34,21 +33,69 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        # The fused kernel gives bit-identical results to the explicit formula here, in one pass.
+        # Same formula as the reference (bit-identical results), in fewer dispatched ops.
         return F.rms_norm(x, (x.shape[-1],), self.weight, RMS_EPS)
 
 
 class FeedForward(nn.Module):
-    """SwiGLU: w2(silu(w1 x) * w3 x), no biases."""
+    """SwiGLU: w2(silu(w1 x) * w3 x), no biases. w1 and w3 run as one GEMM once `fuse()` was called."""
 
     def __init__(self, d_model: int, ff_dim: int) -> None:
         super().__init__()
         self.w1 = nn.Linear(d_model, ff_dim, bias=False)
         self.w3 = nn.Linear(d_model, ff_dim, bias=False)
         self.w2 = nn.Linear(ff_dim, d_model, bias=False)
+        self._fused = FusedLinear()
+
+    def fuse(self) -> None:
+        self._fused.fuse(self.w1, self.w3)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        fused = self._fused.weights(self.w1, self.w3)
+        if fused is None:
+            return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        gate, up = F.linear(x, fused[0]).chunk(2, dim=-1)
+        return self.w2(F.silu(gate) * up)
+
+
+class FusedLinear:
+    """One GEMM for several same-input linears: their weights are re-pointed to views of one
+    concatenated tensor (no extra memory; loading into the views updates it).
+
+    `weights()` returns the concatenated (weight, bias) only while every parameter still is that
+    view (moving or replacing parameters silently breaks sharing); otherwise None, and callers use
+    the separate linears, which are always correct.
+    """
+
+    def __init__(self) -> None:
+        self._weight: Tensor | None = None
+        self._bias: Tensor | None = None
+        self._pointers: tuple[int, ...] = ()
+
+    @staticmethod
+    def _current(linears: tuple[nn.Linear, ...]) -> tuple[int, ...]:
+        return tuple(t.data_ptr() for lin in linears for t in (lin.weight, lin.bias) if t is not None)
+
+    def fuse(self, *linears: nn.Linear) -> None:
+        with torch.no_grad():
+            weight = torch.cat([lin.weight.detach() for lin in linears])
+            bias = None
+            if linears[0].bias is not None:
+                bias = torch.cat([lin.bias.detach() for lin in linears])  # type: ignore[misc]
+            start = 0
+            for lin in linears:
+                rows = lin.weight.shape[0]
+                lin.weight.data = weight[start:start + rows]
+                if bias is not None:
+                    lin.bias.data = bias[start:start + rows]
+                start += rows
+        self._weight, self._bias = weight, bias
+        self._pointers = self._current(linears)
+
+    def weights(self, *linears: nn.Linear) -> tuple[Tensor, Tensor | None] | None:
+        if self._weight is None or self._current(linears) != self._pointers:
+            return None
+        return self._weight, self._bias
 
 
 class Rotary(nn.Module):
@@ -83,14 +130,14 @@ class Rotary(nn.Module):
         return cached[2][:length], cached[3][:length]
 
     def for_positions(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """Tables for a [rows, P] position matrix, shaped [rows, 1, P, head_dim] (broadcast on heads)."""
+        """Tables for a [rows, P] position matrix, shaped [rows, P, 1, head_dim] (broadcast on heads)."""
         cos, sin = self.tables(int(positions.max().item()) + 1)
-        return cos[positions].unsqueeze(1), sin[positions].unsqueeze(1)
+        return cos[positions].unsqueeze(2), sin[positions].unsqueeze(2)
 
     def for_range(self, length: int) -> tuple[Tensor, Tensor]:
-        """Tables for positions 0..length-1 shared by all rows: [1, 1, length, head_dim]."""
+        """Tables for positions 0..length-1 shared by all rows: [1, length, 1, head_dim]."""
         cos, sin = self.tables(length)
-        return cos[None, None], sin[None, None]
+        return cos[None, :, None], sin[None, :, None]
 
 
 def apply_rope(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
@@ -98,81 +145,11 @@ def apply_rope(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
     return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
-@dataclass
-class SharedKV:
-    """Keys/values of a shared prefix, one row per series: [B, H, L, hd]; `bias` masks padding."""
-
-    k: Tensor
-    v: Tensor
-    bias: Tensor | None  # [B, 1, 1, L] additive (0 or -inf), None when every prefix has length L
-
-
-@dataclass
-class PathKV:
-    """Preallocated per-path keys/values [N, H, capacity, hd]; the first `length` slots are filled."""
-
-    k: Tensor
-    v: Tensor
-    length: int = 0
-
-    @classmethod
-    def empty(cls, rows: int, heads: int, capacity: int, head_dim: int, like: Tensor) -> PathKV:
-        shape = (rows, heads, capacity, head_dim)
-        return cls(like.new_empty(shape), like.new_empty(shape))
-
-    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write P new positions and return the filled views."""
-        p = k.shape[2]
-        self.k[:, :, self.length:self.length + p] = k
-        self.v[:, :, self.length:self.length + p] = v
-        self.length += p
-        return self.k[:, :, :self.length], self.v[:, :, :self.length]
-
-
-def padding_bias(lengths: Tensor, width: int) -> Tensor | None:
-    """Additive mask [B, 1, 1, width] hiding positions >= length; None if nothing is hidden."""
-    if bool((lengths == width).all()):
-        return None
-    positions = torch.arange(width, device=lengths.device)
-    hidden = positions[None, :] >= lengths[:, None]
-    bias = torch.zeros(hidden.shape, dtype=torch.float32, device=lengths.device)
-    bias.masked_fill_(hidden, float("-inf"))
-    return bias[:, None, None, :]
-
-
-def attend_cached(q: Tensor, prefix: SharedKV | None, k: Tensor, v: Tensor, samples: int) -> Tensor:
-    """Attention of new queries [N, H, P, hd] over a series-shared prefix and their own path keys.
-
-    Rows are series-major (row = series * samples + sample). The path keys `k, v` [N, H, G, hd] end
-    with the P query positions themselves; query j sees path keys up to G - P + j (causal chunk).
-    """
-    n, h, p, hd = q.shape
-    g = k.shape[2]
-    q = q * (1.0 / math.sqrt(hd))
-    scores_path = torch.matmul(q, k.transpose(-1, -2))  # [N, H, P, G]
-    if p > 1:
-        allowed = torch.ones(p, g, dtype=torch.bool, device=q.device).tril(diagonal=g - p)
-        scores_path = scores_path.masked_fill(~allowed, float("-inf"))
-    if prefix is None:
-        return torch.matmul(torch.softmax(scores_path, dim=-1), v)
-    b = n // samples
-    lp = prefix.k.shape[2]
-    # Regroup the samples of a series as extra queries against its single prefix copy.
-    qg = q.view(b, samples, h, p, hd).transpose(1, 2).reshape(b, h, samples * p, hd)
-    scores_prefix = torch.matmul(qg, prefix.k.transpose(-1, -2))  # [B, H, S*P, Lp]
-    if prefix.bias is not None:
-        scores_prefix = scores_prefix + prefix.bias
-    scores_prefix = scores_prefix.view(b, h, samples, p, lp).transpose(1, 2).reshape(n, h, p, lp)
-    probs = torch.softmax(torch.cat((scores_prefix, scores_path), dim=-1), dim=-1)
-    out = torch.matmul(probs[..., lp:], v)
-    probs_prefix = probs[..., :lp].reshape(b, samples, h, p, lp).transpose(1, 2).reshape(b, h, samples * p, lp)
-    out_prefix = torch.matmul(probs_prefix, prefix.v)  # [B, H, S*P, hd]
-    out_prefix = out_prefix.view(b, h, samples, p, hd).transpose(1, 2).reshape(n, h, p, hd)
-    return out + out_prefix
-
-
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with biased projections and RoPE on q and k."""
+    """Multi-head self-attention with biased projections and RoPE on q and k.
+
+    q, k, v come from one GEMM once `fuse()` was called, and RoPE rotates q and k together.
+    """
 
     def __init__(self, d_model: int, n_heads: int) -> None:
         super().__init__()
@@ -183,19 +160,28 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
         self.rotary = Rotary(self.head_dim)
+        self._fused = FusedLinear()
 
-    def _heads(self, x: Tensor) -> Tensor:
-        rows, length, _ = x.shape
-        return x.view(rows, length, self.n_heads, self.head_dim).transpose(1, 2)
+    def fuse(self) -> None:
+        self._fused.fuse(self.q_proj, self.k_proj, self.v_proj)
 
     def _merge(self, x: Tensor) -> Tensor:
         rows, _, length, _ = x.shape
         return self.out_proj(x.transpose(1, 2).reshape(rows, length, self.n_heads * self.head_dim))
 
     def project(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        q = apply_rope(self._heads(self.q_proj(x)), cos, sin)
-        k = apply_rope(self._heads(self.k_proj(x)), cos, sin)
-        return q, k, self._heads(self.v_proj(x))
+        """[R, L, d] -> q, k, v as [R, H, L, hd], q and k rotated; cos/sin are [*, L, 1, hd]."""
+        rows, length, _ = x.shape
+        h, hd = self.n_heads, self.head_dim
+        fused = self._fused.weights(self.q_proj, self.k_proj, self.v_proj)
+        if fused is not None:
+            qkv = F.linear(x, fused[0], fused[1]).view(rows, length, 3 * h, hd)
+            qk, v = qkv[:, :, :2 * h], qkv[:, :, 2 * h:]
+        else:
+            qk = torch.cat((self.q_proj(x), self.k_proj(x)), dim=-1).view(rows, length, 2 * h, hd)
+            v = self.v_proj(x).view(rows, length, h, hd)
+        qk = apply_rope(qk, cos, sin).transpose(1, 2)  # [R, 2H, L, hd]
+        return qk[:, :h], qk[:, h:], v.transpose(1, 2)
 
     def forward_full(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Causal attention over whole rows (positions 0..L-1); also returns k, v for caching."""
@@ -204,13 +190,11 @@ class SelfAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self._merge(out), k, v
 
-    def forward_cached(
-        self, x: Tensor, positions: Tensor, prefix: SharedKV | None, path: PathKV, samples: int
-    ) -> Tensor:
-        cos, sin = self.rotary.for_positions(positions)
+    def forward_cached(self, x: Tensor, cache: KVCache, step: CacheStep) -> Tensor:
+        """New positions [N, P, d] of each path, attending the series' prefix and their own cached keys."""
+        cos, sin = step.rope(self.rotary)
         q, k, v = self.project(x, cos, sin)
-        keys, values = path.append(k, v)
-        return self._merge(attend_cached(q, prefix, keys, values, samples))
+        return self.out_proj(cache.attend(q, k, v, step.slots, step.mask, step.samples))
 
 
 class TransformerBlock(nn.Module):
@@ -228,10 +212,8 @@ class TransformerBlock(nn.Module):
         x = x + attn
         return x + self.ffn(self.norm2(x)), k, v
 
-    def forward_cached(
-        self, x: Tensor, positions: Tensor, prefix: SharedKV | None, path: PathKV, samples: int
-    ) -> Tensor:
-        x = x + self.self_attn.forward_cached(self.norm1(x), positions, prefix, path, samples)
+    def forward_cached(self, x: Tensor, cache: KVCache, step: CacheStep) -> Tensor:
+        x = x + self.self_attn.forward_cached(self.norm1(x), cache, step)
         return x + self.ffn(self.norm2(x))
 
 
@@ -244,21 +226,34 @@ def run_full(blocks: nn.ModuleList, x: Tensor) -> tuple[Tensor, list[tuple[Tenso
     return x, kvs
 
 
-def run_cached(
-    blocks: nn.ModuleList,
-    x: Tensor,
-    positions: Tensor,
-    prefixes: list[SharedKV] | None,
-    paths: list[PathKV],
-    samples: int,
-) -> Tensor:
-    for i, block in enumerate(blocks):
-        x = block.forward_cached(x, positions, None if prefixes is None else prefixes[i], paths[i], samples)
+class CacheStep:
+    """One cached pass: the new positions' RoPE positions [N, P], their key slots and attention mask.
+
+    Shared by all layers of a stack; RoPE tables are gathered once per distinct `inv_freq` (every
+    layer of a published checkpoint has the same one) instead of once per layer.
+    """
+
+    def __init__(self, layout: CacheLayout, positions: Tensor) -> None:
+        self.samples = layout.samples
+        self.positions = positions
+        self.slots = layout.append(positions.shape[1])
+        self.mask = layout.mask(positions.shape[1])
+        self._rope: list[tuple[Tensor, tuple[Tensor, Tensor]]] = []
+
+    def rope(self, rotary: Rotary) -> tuple[Tensor, Tensor]:
+        inv_freq: Tensor = rotary.inv_freq  # type: ignore[assignment]
+        for known, tables in self._rope:
+            if known is inv_freq or torch.equal(known, inv_freq):
+                return tables
+        tables = rotary.for_positions(self.positions)
+        self._rope.append((inv_freq, tables))
+        return tables
+
+
+def run_cached(blocks: nn.ModuleList, x: Tensor, caches: list[KVCache], step: CacheStep) -> Tensor:
+    for block, cache in zip(blocks, caches):
+        x = block.forward_cached(x, cache, step)
     return x
-
-
-def shared_prefixes(kvs: list[tuple[Tensor, Tensor]], bias: Tensor | None) -> list[SharedKV]:
-    return [SharedKV(k, v, bias) for k, v in kvs]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -319,18 +314,19 @@ class KronosTokenizer(nn.Module):
         The prefix runs once per series; each path only pays for its P positions, which sit at
         positions prefix_length + j.
         """
-        n, p = path_s1.shape
-        prefixes: list[SharedKV] | None = None
-        if prefix_s1.shape[1] > 0:
-            zp = self.post_quant_embed(self.quantized(prefix_s1, prefix_s2))
-            _, kvs = run_full(self.decoder, zp)
-            prefixes = shared_prefixes(kvs, padding_bias(prefix_lengths, prefix_s1.shape[1]))
+        p = path_s1.shape[1]
+        b, lp = prefix_s1.shape
+        cfg = self.config
+        layout = CacheLayout(prefix_lengths, lp, samples, p)
+        if lp > 0:
+            _, kvs = run_full(self.decoder, self.post_quant_embed(self.quantized(prefix_s1, prefix_s2)))
+        else:
+            empty = torch.zeros(b, cfg.n_heads, 0, cfg.d_model // cfg.n_heads, device=path_s1.device)
+            kvs = [(empty, empty)] * len(self.decoder)
+        caches = [KVCache(k, v, layout) for k, v in kvs]
         positions = prefix_lengths.repeat_interleave(samples)[:, None] + torch.arange(p, device=path_s1.device)
         z = self.post_quant_embed(self.quantized(path_s1, path_s2))
-        cfg = self.config
-        head_dim = cfg.d_model // cfg.n_heads
-        paths = [PathKV.empty(n, cfg.n_heads, p, head_dim, z) for _ in self.decoder]
-        z = run_cached(self.decoder, z, positions, prefixes, paths, samples)
+        z = run_cached(self.decoder, z, caches, CacheStep(layout, positions))
         return self.head(z)
 
 
@@ -413,6 +409,8 @@ class CrossAttention(nn.Module):
 
 
 class DependencyAwareLayer(nn.Module):
+    """Conditions s2 on the sampled s1: RMSNorm(hidden + cross_attn(q = emb_s1[s1], k = v = hidden))."""
+
     def __init__(self, d_model: int) -> None:
         super().__init__()
         self.cross_attn = CrossAttention(d_model, DEP_LAYER_HEADS)
@@ -420,6 +418,8 @@ class DependencyAwareLayer(nn.Module):
 
 
 class DualHead(nn.Module):
+    """proj_s1 reads the normalized hidden state, proj_s2 the dependency layer's output."""
+
     def __init__(self, s1_bits: int, s2_bits: int, d_model: int) -> None:
         super().__init__()
         self.proj_s1 = nn.Linear(d_model, 2**s1_bits)
@@ -451,23 +451,26 @@ class KronosPredictorModel(nn.Module):
         return self.norm(x), kvs
 
     def forward_cached(
-        self,
-        s1: Tensor,
-        s2: Tensor,
-        stamps: Tensor,
-        positions: Tensor,
-        prefixes: list[SharedKV],
-        paths: list[PathKV],
-        samples: int,
+        self, s1: Tensor, s2: Tensor, stamps: Tensor, caches: list[KVCache], step: CacheStep
     ) -> Tensor:
-        """New tokens [N, P] at `positions` after the series' cached prefixes -> normalized hidden [N, P, d]."""
-        x = run_cached(self.transformer, self.embed(s1, s2, stamps), positions, prefixes, paths, samples)
-        return self.norm(x)
+        """New tokens [N, P] (at `step.positions`) after the cached ones -> normalized hidden [N, P, d]."""
+        return self.norm(run_cached(self.transformer, self.embed(s1, s2, stamps), caches, step))
+
+    def dep_cache(self, hidden: Tensor, layout: CacheLayout) -> KVCache:
+        """Dependency-layer keys/values over the prefix's final hidden states [B, Lp, d]."""
+        k, v = self.dep_layer.cross_attn.keys_values(hidden)
+        return KVCache(k, v, layout)
+
+    def s2_logits_cached(self, s1: Tensor, last_hidden: Tensor, cache: KVCache, mask: Tensor, samples: int) -> Tensor:
+        """s2 logits [N, V2] for sampled s1 [N]: the query attends everything cached for its path."""
+        attn = cache.attend_only(self.dep_query(s1), mask, samples)  # [N, 1, d]
+        dep = self.dep_layer
+        return self.head.proj_s2(dep.norm(last_hidden + dep.cross_attn.out_proj(attn[:, 0])))
 
     def s1_logits(self, hidden: Tensor) -> Tensor:
         return self.head.proj_s1(hidden)
 
-    def s2_logits(self, s1: Tensor, last_hidden: Tensor, attn: Tensor) -> Tensor:
+    def s2_logits(self, last_hidden: Tensor, attn: Tensor) -> Tensor:
         """proj_s2(norm_dep(h_last + out_proj(attn))); `attn` is [R, 4, 1, hd] from the dep attention."""
         dep = self.dep_layer
         x2 = dep.norm(last_hidden + dep.cross_attn.merge(attn)[:, 0])
@@ -487,4 +490,4 @@ class KronosPredictorModel(nn.Module):
             mask = (torch.arange(hidden.shape[1], device=hidden.device)[None, :] < lengths[:, None])[:, None, None, :]
         attn = F.scaled_dot_product_attention(self.dep_query(s1), k, v, attn_mask=mask)
         last = hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]
-        return self.s2_logits(s1, last, attn)
+        return self.s2_logits(last, attn)

@@ -9,6 +9,7 @@ time features (UTC), sampling, mean over paths, de-normalization.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -257,7 +258,8 @@ class KronosPredictor:
         ]
         if not prepared:
             return []
-        seed = params.seed if params.seed is not None else int(torch.seed() % (2**63))
+        # A fresh seed is drawn (not torch's global RNG, which we never touch) and reported in `extra`.
+        seed = params.seed if params.seed is not None else secrets.randbits(63)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         predictions = generate(
             self.tokenizer,

@@ -48,7 +48,8 @@ def write_random_checkpoints(directory: str | Path, seed: int = 0) -> tuple[Path
     root = Path(directory)
     model, tokenizer = random_models(seed)
     dirs = []
-    for name, module, config in (("model", model, KRONOS_SMALL_CONFIG), ("tokenizer", tokenizer, TOKENIZER_BASE_CONFIG)):
+    parts = (("model", model, KRONOS_SMALL_CONFIG), ("tokenizer", tokenizer, TOKENIZER_BASE_CONFIG))
+    for name, module, config in parts:
         target = root / name
         target.mkdir(parents=True, exist_ok=True)
         (target / CONFIG_FILE).write_text(json.dumps(config, sort_keys=True, indent=2) + "\n", encoding="utf-8")

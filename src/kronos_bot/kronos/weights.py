@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from .model import KronosPredictorModel, KronosTokenizer, Rotary
+from .model import KronosTokenizer, Rotary
 
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
@@ -109,7 +109,11 @@ def _freeze(model: nn.Module) -> None:
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    # Rotary tables depend on inv_freq; make sure they are rebuilt.
     for module in model.modules():
+        # Rotary tables depend on inv_freq; make sure they are rebuilt.
         if isinstance(module, Rotary):
             module._table = None
+        # One GEMM for q|k|v and for w1|w3 (views, no extra memory; see model.FusedLinear).
+        fuse = getattr(module, "fuse", None)
+        if callable(fuse):
+            fuse()

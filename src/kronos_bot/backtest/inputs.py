@@ -1,0 +1,103 @@
+"""What `kronos-bot backtest` and `kronos-bot evaluate` share: data, period, model and cache arguments.
+
+Torch-free at import (the commands' `--help` must stay fast); `load_forecaster` imports the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from kronos_bot.backtest.cache_store import CacheStore
+from kronos_bot.backtest.data import BarStore, fetch_alpaca_history, load_csv_dir
+from kronos_bot.backtest.options import normalize_symbol
+from kronos_bot.backtest.period import Period, parse_time
+from kronos_bot.backtest.progress import Progress
+from kronos_bot.config import Settings
+from kronos_bot.forecast_types import Forecaster
+from kronos_bot.market.bars import FETCH_MARGIN_BARS
+
+DEFAULT_CACHE_DIR = "var/backtest-cache"
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, metavar="DIR|alpaca",
+                        help="directory of {BASE}_USD_1h.csv files (timestamp,open,high,low,close,volume; timestamp = "
+                             "bar open, UTC), or `alpaca` to fetch history (cached as CSV under --cache-dir)")
+    parser.add_argument("--from", dest="start", metavar="DATE",
+                        help="first decision time, ISO date/time UTC (default: as soon as every symbol has bars.count "
+                             "bars of history)")
+    parser.add_argument("--to", dest="end", metavar="DATE",
+                        help="end of the period; a bare date means the end of that day (default: end of the data)")
+    parser.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="symbols (default: the config's), e.g. BTC/USD ETH")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="predictor: Hub repo id or local directory (default: forecaster.model)")
+    parser.add_argument("--tokenizer", help="tokenizer: Hub repo id or local directory (default: paired/configured)")
+    parser.add_argument("--no-verify", action="store_true", help="do not check the checkpoints' sha256")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: forecaster.threads)")
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
+                        help=f"forecast cache, shared by backtest and evaluate (default: {DEFAULT_CACHE_DIR})")
+    parser.add_argument("--samples", type=int, help="sampled paths per forecast (default: gates.kronos.samples)")
+    parser.add_argument("--seed", type=int, help="sampling seed (default: gates.kronos.seed, else 0)")
+    parser.add_argument("--batch-hours", type=int, default=4,
+                        help="hours of forecasts per model call (all symbols of each hour; default 4)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+
+def symbols_of(args: argparse.Namespace, settings: Settings) -> list[str]:
+    return [normalize_symbol(s) for s in args.symbols] if args.symbols else list(settings.symbols)
+
+
+def load_store(args: argparse.Namespace, settings: Settings, symbols: list[str]) -> BarStore:
+    """The bars of `symbols` from --data (a directory, or Alpaca through the CSV cache)."""
+    if args.data != "alpaca":
+        return BarStore(load_csv_dir(Path(args.data), symbols))
+    if not args.start:
+        raise ValueError("--data alpaca needs --from (and --to, else up to now)")
+    start = parse_time(args.start)
+    warmup = timedelta(hours=settings.bars.count + settings.bars.max_missing_bars + FETCH_MARGIN_BARS)
+    from datetime import UTC, datetime
+
+    end = parse_time(args.end, end_of_day=True) if args.end else datetime.now(UTC)
+    frames = fetch_alpaca_history(symbols, start - warmup, end, settings, args.cache_dir)
+    return BarStore(frames)
+
+
+def resolve_period(args: argparse.Namespace, store: BarStore, settings: Settings) -> Period:
+    first, last = store.span()
+    start = parse_time(args.start) if args.start else store.warmed_up_from(settings.bars.count)
+    end = parse_time(args.end, end_of_day=True) if args.end else last
+    return Period(start, min(end, last))
+
+
+def load_forecaster(args: argparse.Namespace, settings: Settings) -> Forecaster:
+    """The Kronos model in this process, as `forecaster.factory.load_model` loads it (imports torch)."""
+    from kronos_bot.forecaster.factory import load_model
+
+    return load_model(settings, model=args.model, tokenizer=args.tokenizer, verify=False if args.no_verify else None,
+                      threads=args.threads)
+
+
+def open_cache(args: argparse.Namespace) -> CacheStore:
+    return CacheStore.in_dir(args.cache_dir)
+
+
+def progress_callback(args: argparse.Namespace, label: str) -> tuple[Callable[[int, int, str], None], Callable[[], None]]:
+    """(update(done, total, note), close()) drawing a progress bar on a TTY stderr unless --no-progress."""
+    bar: Progress | None = None
+
+    def update(done: int, total: int, note: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(total, label, enabled=False if args.no_progress else None)
+        bar.update(done, note)
+
+    def close() -> None:
+        if bar is not None:
+            bar.close()
+
+    return update, close

@@ -1,0 +1,152 @@
+"""The hourly backtest loop: stage A (gates) and stage B (account), chunk by chunk, with progress.
+
+Order at each bar boundary t of the period (start <= t <= end):
+    exits of the bar [t-1h, t)  ->  equity at t  ->  decisions at t (bars closed <= t), entries at the open of t
+No decision is made at `end` (its orders would fill after the period). Stage A runs a chunk of
+`batch_hours` boundaries ahead of stage B only to batch forecasts; it never reads the account.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from kronos_bot.backtest.cache_store import CacheStore
+from kronos_bot.backtest.data import BarStore
+from kronos_bot.backtest.forecast_cache import ForecastBook
+from kronos_bot.backtest.period import Period
+from kronos_bot.backtest.replay import EquityPoint, Replay
+from kronos_bot.backtest.signals import SignalSource
+from kronos_bot.backtest.summary import decision_row
+from kronos_bot.config import Settings
+from kronos_bot.forecast_types import Forecaster
+from kronos_bot.gates.forecast_cache import sampling_params
+from kronos_bot.journal import PositionRecord
+from kronos_bot.market.news import NewsFeed, NewsProvider
+
+HOUR = timedelta(hours=1)
+DEFAULT_BATCH_HOURS = 4
+FLUSH_EVERY_CHUNKS = 25
+NO_ARCHIVE = "no news archive given (--news): sentiment is NO_DATA in backtests"
+
+
+@dataclass
+class BacktestRun:
+    """Everything a report needs about one run."""
+
+    settings: Settings
+    period: Period
+    equity: list[EquityPoint] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    positions: list[PositionRecord] = field(default_factory=list)
+    start_marks: dict[str, Decimal | None] = field(default_factory=dict)
+    end_marks: dict[str, Decimal | None] = field(default_factory=dict)
+    benchmark: list[Decimal] = field(default_factory=list)  # equal-weight buy & hold value per boundary
+    entry_outcomes: dict[str, int] = field(default_factory=dict)
+    forecasts: dict[str, Any] = field(default_factory=dict)
+    memo: dict[str, int] = field(default_factory=dict)
+    sentiment: str = NO_ARCHIVE
+    model_info: dict[str, Any] | None = None
+    seconds: float = 0.0
+    exit_mismatches: int = 0
+
+
+def _chunks(items: list[datetime], size: int) -> list[list[datetime]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def run_backtest(
+    settings: Settings,
+    store: BarStore,
+    period: Period,
+    *,
+    forecaster: Forecaster | None,
+    cache: CacheStore | None = None,
+    news: NewsProvider | None = None,
+    news_note: str | None = None,
+    batch_hours: int = DEFAULT_BATCH_HOURS,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> BacktestRun:
+    """Replay `period` hour by hour; `progress(done, total, note)` is called after every boundary."""
+    started = time.perf_counter()
+    missing = [s for s in settings.symbols if s not in store.symbols]
+    if missing:
+        raise ValueError(f"no bars loaded for {', '.join(missing)}")
+    params = sampling_params(settings.gates.kronos, settings.forecaster.max_context)
+    book = ForecastBook(forecaster, cache, params) if forecaster is not None else None
+    feed = NewsFeed(news, settings.gates.sentiment) if news is not None else NewsFeed(None, settings.gates.sentiment, NO_ARCHIVE)
+    source = SignalSource(settings, store, book, feed, cache)
+    replay = Replay(settings, store, period.start)
+    run = BacktestRun(settings=settings, period=period, sentiment=news_note or NO_ARCHIVE)
+    run.model_info = book.model_info if book is not None else None
+
+    boundaries = list(period.boundaries())
+    total = len(boundaries)
+    done = 0
+
+    def tick(t: datetime) -> None:
+        # Equity at t after the exits of the bar that just closed, before the entries at t.
+        nonlocal done
+        replay.set_marks(t)
+        run.equity.append(replay.snapshot(t))
+        done += 1
+        if progress is not None:
+            note = f"forecasts: {book.computed} computed, {book.hits} cached" if book is not None else ""
+            progress(done, total, note)
+
+    try:
+        for n, chunk in enumerate(_chunks(boundaries[:-1], max(1, batch_hours)), start=1):
+            for signals in source.chunk(chunk):
+                t = signals.time
+                if t > period.start:
+                    replay.exits(t - HOUR)
+                tick(t)
+                gates = {g.symbol: g for g in signals.gates}
+                for decision in replay.decide_and_enter(signals):
+                    run.decisions.append(decision_row(t, decision, gates.get(decision.symbol)))
+            if cache is not None and n % FLUSH_EVERY_CHUNKS == 0:
+                cache.flush()
+        replay.exits(period.end - HOUR)
+        tick(period.end)
+    finally:
+        if cache is not None:
+            cache.flush()
+
+    run.positions = replay.positions()
+    run.start_marks = {s: store.mark(s, period.start) for s in settings.symbols}
+    run.end_marks = {s: store.mark(s, period.end) for s in settings.symbols}
+    run.benchmark = _equal_weight(store, settings, boundaries, run.start_marks)
+    run.entry_outcomes = dict(Counter(e.status for e in replay.entries))
+    run.forecasts = book.stats() if book is not None else {}
+    run.memo = {"bars_hits": source.bars_memo.memo.hits, "bars_misses": source.bars_memo.memo.misses,
+                "technical_hits": source.technical_memo.memo.hits,
+                "technical_misses": source.technical_memo.memo.misses}
+    run.exit_mismatches = replay.exit_mismatches
+    replay.close()
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _equal_weight(store: BarStore, settings: Settings, boundaries: list[datetime],
+                  start_marks: dict[str, Decimal | None]) -> list[Decimal]:
+    """Starting cash split equally over the symbols at the first boundary, held to the end (no fees)."""
+    cash = Decimal(str(settings.broker.sim.starting_cash))
+    held = [s for s, m in start_marks.items() if m]
+    if not held:
+        return [cash for _ in boundaries]
+    share = cash / len(held)
+    out = []
+    last: dict[str, Decimal] = {s: start_marks[s] for s in held}  # type: ignore[misc]
+    for t in boundaries:
+        value = Decimal(0)
+        for s in held:
+            mark = store.mark(s, t) or last[s]
+            last[s] = mark
+            value += share * mark / start_marks[s]  # type: ignore[operator]
+        out.append(value)
+    return out

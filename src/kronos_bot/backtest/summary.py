@@ -1,0 +1,161 @@
+"""Rows and the summary of a backtest, as plain data (pure; the files are written by `report`).
+
+Decision rows take their numbers from `cycle.decision_event`, the function that builds the live
+`decision` log line, so a row of decisions.csv reads like a line of `journalctl -f`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from kronos_bot.backtest import metrics
+from kronos_bot.cycle import decision_event
+from kronos_bot.domain import Decision, GateResults
+from kronos_bot.journal import PositionRecord
+
+if TYPE_CHECKING:
+    from kronos_bot.backtest.runner import BacktestRun
+
+DECISION_COLUMNS = ("time", "symbol", "rsi", "ema_fast", "ema_slow", "macd", "macd_hist", "technical", "sentiment",
+                    "kronos_signal", "kronos_confidence", "p_up", "action", "tier", "notional", "reasons")
+TRADE_COLUMNS = ("symbol", "tier", "entry_time", "entry_price", "qty", "notional", "exit_time", "exit_price",
+                 "exit_reason", "hwm", "fees", "pnl")
+CENT = Decimal("0.01")
+OPEN = "open"  # exit_reason of a position still open at the end (valued at the last price, no exit fee)
+
+INTRA_BAR_RULE = (
+    "exits.update_stop_bar: the bar's low is checked against the stop as it stood before the bar (fill at "
+    "the stop, or at the open on a gap); only then does the bar's high raise the HWM, and the close is "
+    "checked against the raised stop (fill at the close); max hold is checked at the bar's end. The live "
+    "ExitMonitor carries the verdict out through the executor and the simulated broker."
+)
+FILL_RULE = (
+    "decisions at a bar close use only bars closed by then (validate_bars at that time); market buys fill "
+    "at the next bar's open + slippage, fee taken in the coin; sells fill at the exit price - slippage, fee "
+    "in USD (broker.sim.fee_percent / slippage_bps)"
+)
+
+
+def decision_row(time: datetime, decision: Decision, gates: GateResults | None) -> dict[str, Any]:
+    """One decisions.csv row (the live decision event, flattened)."""
+    event = decision_event(decision, gates)
+    tech, sent, kron = event["technical"] or {}, event["sentiment"] or {}, event["kronos"] or {}
+    return {
+        "time": time.isoformat(),
+        "symbol": decision.symbol,
+        "rsi": tech.get("rsi"),
+        "ema_fast": tech.get("ema_fast"),
+        "ema_slow": tech.get("ema_slow"),
+        "macd": tech.get("macd"),
+        "macd_hist": tech.get("macd_hist"),
+        "technical": tech.get("verdict"),
+        "sentiment": sent.get("verdict"),
+        "kronos_signal": kron.get("signal"),
+        "kronos_confidence": kron.get("confidence"),
+        "p_up": kron.get("p_up"),
+        "action": event["action"],
+        "tier": event["tier"],
+        "notional": event["notional"],
+        "reasons": ";".join(event["reasons"]),
+    }
+
+
+def position_fees(p: PositionRecord) -> Decimal:
+    """USD value of both fees: the entry fee (taken in the coin) at the entry price, plus the exit fee."""
+    return p.entry_fee * p.entry_price + (p.exit_fee or Decimal(0))
+
+
+def trade_row(p: PositionRecord, end_mark: Decimal | None) -> dict[str, Any]:
+    """One trades.csv row; a position still open is valued at `end_mark` with exit_reason `open`."""
+    if p.is_open:
+        pnl = p.qty * end_mark - p.entry_cost if end_mark is not None else None
+        exit_time, exit_price, reason = None, end_mark, OPEN
+    else:
+        pnl, exit_time, exit_price, reason = p.pnl, p.exit_time, p.exit_price, p.exit_reason
+    return {
+        "symbol": p.symbol,
+        "tier": p.tier,
+        "entry_time": p.entry_time.isoformat(),
+        "entry_price": p.entry_price,
+        "qty": p.qty,
+        "notional": p.entry_cost.quantize(CENT),
+        "exit_time": exit_time.isoformat() if exit_time else None,
+        "exit_price": exit_price,
+        "exit_reason": reason,
+        "hwm": p.hwm,
+        "fees": position_fees(p).quantize(Decimal("0.0001")),
+        "pnl": pnl.quantize(Decimal("0.0001")) if pnl is not None else None,
+    }
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def build_summary(run: BacktestRun) -> dict[str, Any]:
+    """summary.json (see metrics for the definitions)."""
+    s = run.settings
+    equity = [float(p.equity) for p in run.equity]
+    invested = [float(p.invested) for p in run.equity]
+    returns = metrics.simple_returns(equity)
+    closed = [p for p in run.positions if not p.is_open]
+    still_open = [p for p in run.positions if p.is_open]
+    holds = [(p.exit_time - p.entry_time).total_seconds() / 3600 for p in closed if p.exit_time]
+    in_market, invested_fraction = metrics.exposure(invested, equity)
+    bh = {sym: _round(float(run.end_marks[sym] / m - 1)) if m and run.end_marks.get(sym) else None
+          for sym, m in run.start_marks.items()}
+    bh_curve = [float(v) for v in run.benchmark]
+    actions = Counter(d["action"] for d in run.decisions)
+    skip_reasons: Counter[str] = Counter()
+    for d in run.decisions:
+        if d["action"] == "SKIP":
+            skip_reasons.update(r for r in d["reasons"].split(";") if r)
+    fees = sum((position_fees(p) for p in run.positions), Decimal(0))
+    realized = sum((p.pnl or Decimal(0) for p in closed), Decimal(0))
+    return {
+        "period": {"from": run.period.start.isoformat(), "to": run.period.end.isoformat(), "hours": run.period.hours},
+        "symbols": list(s.symbols),
+        "starting_cash": str(run.equity[0].equity.quantize(CENT)) if run.equity else None,
+        "final_equity": str(run.equity[-1].equity.quantize(CENT)) if run.equity else None,
+        "period_return": _round(metrics.period_return(equity)),
+        "max_drawdown": _round(metrics.max_drawdown(equity)),
+        "sharpe_annualized": _round(metrics.sharpe(returns), 4),
+        "sharpe_definition": "mean/std of hourly equity returns x sqrt(24*365), risk-free 0",
+        "trades": {
+            "total": len(run.positions),
+            "closed": len(closed),
+            "open_at_end": len(still_open),
+            "per_tier": dict(Counter(p.tier or "unknown" for p in run.positions)),
+            "win_rate": _round(metrics.win_rate([float(p.pnl) for p in closed if p.pnl is not None]), 4),
+            "avg_hold_hours": _round(metrics.mean(holds), 3),
+            "exit_reasons": dict(Counter(p.exit_reason for p in closed)),
+        },
+        "realized_pnl_usd": str(realized.quantize(CENT)),
+        "fees_usd": str(fees.quantize(CENT)),
+        "exposure": {"time_in_market": _round(in_market, 4), "avg_invested_fraction": _round(invested_fraction, 4)},
+        "buy_and_hold": {"per_symbol": bh, "equal_weight": _round(metrics.period_return(bh_curve)),
+                         "equal_weight_max_drawdown": _round(metrics.max_drawdown(bh_curve)),
+                         "note": "price return from the first to the last boundary, before fees"},
+        "decisions": {"total": len(run.decisions), "enter": actions.get("ENTER", 0), "skip": actions.get("SKIP", 0),
+                      "skip_reasons": dict(skip_reasons.most_common())},
+        "entry_outcomes": run.entry_outcomes,
+        "sentiment": run.sentiment,
+        "kronos": {"sampling": s.gates.kronos.model_dump(), "forecasts": run.forecasts,
+                   "model": _model_label(run.model_info)},
+        "costs": {"fee_percent": s.broker.sim.fee_percent, "slippage_bps": s.broker.sim.slippage_bps},
+        "rules": {"fills": FILL_RULE, "intra_bar": INTRA_BAR_RULE},
+        "memo": run.memo,
+        "exit_mismatches": run.exit_mismatches,
+        "config_fingerprint": s.fingerprint(),
+        "seconds": round(run.seconds, 3),
+    }
+
+
+def _model_label(info: dict[str, Any] | None) -> Any:
+    if not info:
+        return None
+    keep = ("backend", "model", "tokenizer", "device", "threads")
+    return {k: info[k] for k in keep if k in info} or {k: str(v)[:200] for k, v in info.items()}

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Time a 6-month, 4-symbol backtest with a random-weight model of Kronos-small's size: cold, then cached.
 
-Why random weights: speed depends on shapes, not values, and the benchmark must run offline. The model
-comes from `bench_forecast.build_predictor` (Kronos-small + Tokenizer-base configs). Each phase runs in
-its own process so that its peak RSS is its own:
+Why random weights: speed depends on shapes, not values, and the benchmark must run offline. The
+checkpoints come from `kronos_bot.kronos.random_init.write_random_checkpoints` (Kronos-small +
+Tokenizer-base configs) and are loaded by the real loader (`forecaster.factory.load_model`, as
+`kronos-bot backtest --model DIR --tokenizer DIR --no-verify` does). Each phase runs in its own process so
+that its peak RSS is its own:
   cold    empty forecast cache: every window is validated, gated and forecast
   cached  same cache: no model call, memoized validation and technical gate
-Wall times cover loading the bars, the replay and writing the report; model construction (and the
-Python + torch start-up) is reported separately as `process_s`.
+Wall times cover loading the bars, the replay and writing the report; Python + torch start-up and the
+model load are in `process_s` (the whole child process).
 
     python scripts/bench_backtest.py [--months 6] [--symbols 4] [--samples 1] [--json]
 """
@@ -32,7 +34,6 @@ sys.path.insert(0, str(REPO / "src"))
 def child(args: argparse.Namespace) -> dict[str, object]:
     import torch
 
-    from bench_forecast import build_predictor  # scripts/ is sys.path[0] when this file runs
     from kronos_bot.backtest.cache_store import CacheStore
     from kronos_bot.backtest.data import BarStore, load_csv_dir
     from kronos_bot.backtest.options import backtest_settings
@@ -41,15 +42,17 @@ def child(args: argparse.Namespace) -> dict[str, object]:
     from kronos_bot.backtest.report import write_backtest_report
     from kronos_bot.backtest.runner import run_backtest
     from kronos_bot.config import Settings
+    from kronos_bot.forecaster.factory import load_model
     from kronos_bot.logs import configure_logging
 
     configure_logging(level="WARNING", stream=sys.stderr)
-    torch.set_num_threads(args.threads)
-    t = time.perf_counter()
-    model = build_predictor()
-    model_build_s = time.perf_counter() - t
-
     base = Settings()
+    t = time.perf_counter()
+    checkpoints = Path(args.cache) / "checkpoints"
+    model = load_model(base, model=str(checkpoints / "model"), tokenizer=str(checkpoints / "tokenizer"), verify=False,
+                       threads=args.threads)
+    model_load_s = time.perf_counter() - t
+
     settings = backtest_settings(base, symbols=base.symbols[: args.symbols], samples=args.samples)
     started = time.perf_counter()
     store = BarStore(load_csv_dir(args.data, settings.symbols))
@@ -74,7 +77,7 @@ def child(args: argparse.Namespace) -> dict[str, object]:
         "wall_s": round(time.perf_counter() - started, 2),
         "replay_s": round(replay_s, 2),
         "report_s": round(report_s, 2),
-        "model_build_s": round(model_build_s, 2),
+        "model_load_s": round(model_load_s, 2),
         "process_s": round(time.perf_counter() - STARTED, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0),
         "forecasts": run.forecasts,
@@ -102,6 +105,9 @@ def main() -> int:
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-backtest-") as cache:
+        from kronos_bot.kronos.random_init import write_random_checkpoints
+
+        write_random_checkpoints(Path(cache) / "checkpoints")
         for phase in ("cold", "cached"):
             cmd = [sys.executable, __file__, "--phase", phase, "--cache", cache, "--months", str(args.months),
                    "--symbols", str(args.symbols), "--samples", str(args.samples), "--threads", str(args.threads),
@@ -119,7 +125,7 @@ def main() -> int:
     for r in (cold, cached):
         f = r["forecasts"]
         print(f"  {r['phase']:<6} wall {r['wall_s']:7.1f} s (replay {r['replay_s']:.1f}, report {r['report_s']:.1f}; "
-              f"process incl. start-up and model build {r['subprocess_s']:.1f} s)  peak RSS {r['peak_rss_mb']} MB  "
+              f"process incl. start-up and model load {r['subprocess_s']:.1f} s)  peak RSS {r['peak_rss_mb']} MB  "
               f"forecasts {f['computed']} computed / {f['cached']} cached in {f['forecaster_calls']} calls "
               f"({f['compute_seconds']} s in the model)")
     return 0

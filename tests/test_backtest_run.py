@@ -114,3 +114,21 @@ def test_backtest_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert summary["kronos"]["sampling"]["seed"] == 7
     assert cli.main(args) == 0
     assert "0 computed, 96 cached" in capsys.readouterr().out
+
+
+def test_backtest_command_with_alpaca_history(fake_alpaca, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    for symbol, frame in frames().items():
+        fake_alpaca.market.set_bars(symbol, frame)
+    monkeypatch.setenv("KRONOS_BOT__BARS__DATA_URL_OVERRIDE", fake_alpaca.base_url)
+    args = ["--config", str(SHIPPED_CONFIG), "backtest", "--data", "alpaca", "--from", "2024-12-20T00:00",
+            "--to", "2024-12-20T12:00", "--symbols", "BTC", "ETH", "--model", str(TINY_MODEL), "--tokenizer",
+            str(TINY_TOKENIZER), "--no-verify", "--threads", "1", "--out", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache")]
+    assert cli.main(args) == 0
+    assert "(12 h), BTC/USD ETH/USD" in capsys.readouterr().out
+    assert (tmp_path / "cache" / "alpaca" / "BTC_USD_1h.csv").is_file()
+    fetched = len(fake_alpaca.requests)
+    assert cli.main(args) == 0  # history and forecasts both come from the cache now
+    assert len(fake_alpaca.requests) == fetched
+    assert "0 computed, 24 cached" in capsys.readouterr().out

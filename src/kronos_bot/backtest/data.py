@@ -81,53 +81,20 @@ def fetch_alpaca_history(
     Alpaca publishes no bar for an hour without trades, and such an hour must not be asked for again.
     Only closed bars are cached (open + 1 h <= now), so the in-progress hour is never frozen in.
     """
-    from alpaca.data.enums import CryptoFeed
-    from alpaca.data.requests import CryptoBarsRequest
-    from alpaca.data.timeframe import TimeFrame
-
-    from kronos_bot.market.alpaca_http import CryptoDataClient, RetryPolicy
-
     now = (now or datetime.now(UTC)).astimezone(UTC)
     end = min(end, now.replace(minute=0, second=0, microsecond=0))
     root = Path(cache_dir) / "alpaca"
     coverage_path = root / "coverage.json"
     coverage: dict[str, list[str]] = json.loads(coverage_path.read_text()) if coverage_path.is_file() else {}
-
-    frames: dict[str, pd.DataFrame] = {}
-    missing: dict[tuple[datetime, datetime], list[str]] = {}
-    for symbol in symbols:
-        path = root / csv_name(symbol)
-        frames[symbol] = load_bars_csv(path) if path.is_file() else bars_frame([], {c: [] for c in BAR_COLUMNS})
-        span = coverage.get(symbol)
-        if span is None:
-            missing.setdefault((start, end), []).append(symbol)
-            continue
-        have_start, have_end = (datetime.fromisoformat(s) for s in span)
-        if start < have_start:
-            missing.setdefault((start, have_start), []).append(symbol)
-        if have_end < end:
-            missing.setdefault((have_end, end), []).append(symbol)
-
+    frames = {s: load_bars_csv(root / csv_name(s)) if (root / csv_name(s)).is_file() else
+              bars_frame([], {c: [] for c in BAR_COLUMNS}) for s in symbols}
+    missing = _missing_spans(symbols, start, end, coverage)
     if missing:
-        if client is None:
-            b = settings.bars
-            policy = RetryPolicy(max_attempts=b.max_attempts, backoff_seconds=b.backoff_seconds,
-                                 timeout_seconds=b.request_timeout_seconds, max_delay_seconds=b.max_retry_delay_seconds,
-                                 sleep=sleep)  # type: ignore[arg-type]
-            keys = [s.get_secret_value() if s else None for s in (settings.alpaca_api_key, settings.alpaca_secret_key)]
-            client = CryptoDataClient(policy, api_key=keys[0] if all(keys) else None,
-                                      secret_key=keys[1] if all(keys) else None, url_override=b.data_url_override)
+        client = client or _alpaca_client(settings, sleep)
         for (span_start, span_end), span_symbols in missing.items():
-            if span_end <= span_start:
-                continue
-            request = CryptoBarsRequest(symbol_or_symbols=span_symbols, timeframe=TimeFrame.Hour,
-                                        start=span_start, end=span_end - timedelta(seconds=1))
-            barset = client.get_crypto_bars(request, feed=CryptoFeed(settings.bars.feed))  # type: ignore[attr-defined]
+            fetched = _fetch_bars(client, span_symbols, span_start, span_end, settings, now)
             for symbol in span_symbols:
-                bars = barset.data.get(symbol, [])  # type: ignore[union-attr]
-                fetched = bars_frame([b.timestamp for b in bars], {c: [getattr(b, c) for b in bars] for c in BAR_COLUMNS})
-                fetched = fetched[(fetched.index >= span_start) & (fetched.index + HOUR <= now)]
-                merged = pd.concat([frames[symbol], fetched])
+                merged = pd.concat([frames[symbol], fetched[symbol]])
                 frames[symbol] = merged[~merged.index.duplicated(keep="last")].sort_index()
         for symbol in symbols:
             span = coverage.get(symbol)
@@ -137,8 +104,56 @@ def fetch_alpaca_history(
             write_bars_csv(root / csv_name(symbol), frames[symbol])
         root.mkdir(parents=True, exist_ok=True)
         coverage_path.write_text(json.dumps(coverage, indent=1, sort_keys=True))
-
     return {s: f[(f.index >= start) & (f.index < end)] for s, f in frames.items()}
+
+
+def _missing_spans(symbols: Sequence[str], start: datetime, end: datetime,
+                   coverage: Mapping[str, list[str]]) -> dict[tuple[datetime, datetime], list[str]]:
+    """(span start, span end) -> symbols lacking it: the head and/or tail of [start, end) not covered yet."""
+    missing: dict[tuple[datetime, datetime], list[str]] = {}
+    for symbol in symbols:
+        span = coverage.get(symbol)
+        if span is None:
+            missing.setdefault((start, end), []).append(symbol)
+            continue
+        have_start, have_end = (datetime.fromisoformat(s) for s in span)
+        if start < have_start:
+            missing.setdefault((start, min(have_start, end)), []).append(symbol)
+        if have_end < end:
+            missing.setdefault((max(have_end, start), end), []).append(symbol)
+    return {span: syms for span, syms in missing.items() if span[0] < span[1]}
+
+
+def _alpaca_client(settings: Settings, sleep: object) -> object:
+    """Our retrying alpaca-py data client, configured like the live `AlpacaMarketData`'s."""
+    from kronos_bot.market.alpaca_http import CryptoDataClient, RetryPolicy
+
+    b = settings.bars
+    policy = RetryPolicy(max_attempts=b.max_attempts, backoff_seconds=b.backoff_seconds,
+                         timeout_seconds=b.request_timeout_seconds, max_delay_seconds=b.max_retry_delay_seconds,
+                         sleep=sleep)  # type: ignore[arg-type]
+    keys = [k.get_secret_value() if k else None for k in (settings.alpaca_api_key, settings.alpaca_secret_key)]
+    with_keys = all(keys)
+    return CryptoDataClient(policy, api_key=keys[0] if with_keys else None,
+                            secret_key=keys[1] if with_keys else None, url_override=b.data_url_override)
+
+
+def _fetch_bars(client: object, symbols: Sequence[str], start: datetime, end: datetime, settings: Settings,
+                now: datetime) -> dict[str, pd.DataFrame]:
+    """One paginated request; per symbol the closed bars opening in [start, end)."""
+    from alpaca.data.enums import CryptoFeed
+    from alpaca.data.requests import CryptoBarsRequest
+    from alpaca.data.timeframe import TimeFrame
+
+    request = CryptoBarsRequest(symbol_or_symbols=list(symbols), timeframe=TimeFrame.Hour, start=start,
+                                end=end - timedelta(seconds=1))
+    barset = client.get_crypto_bars(request, feed=CryptoFeed(settings.bars.feed))  # type: ignore[attr-defined]
+    out = {}
+    for symbol in symbols:
+        bars = barset.data.get(symbol, [])
+        frame = bars_frame([b.timestamp for b in bars], {c: [getattr(b, c) for b in bars] for c in BAR_COLUMNS})
+        out[symbol] = frame[(frame.index >= start) & (frame.index + HOUR <= now)]
+    return out
 
 
 # ----- look-ahead-safe access -----

@@ -25,7 +25,7 @@ from typing import Any
 from kronos_bot.config import Settings
 
 NAME = "forecast"
-HELP = "forecast the next bars of a CSV series (timestamp,open,high,low,close,volume[,amount]) with Kronos"
+HELP = "forecast the next bars of a symbol's live hourly bars (SYMBOL) or of a CSV series (--csv) with Kronos"
 LOGS_TO_STDERR = True  # stdout carries the forecast (JSON or table)
 
 EXIT_BAD_INPUT = 2
@@ -38,7 +38,10 @@ class CsvError(ValueError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--csv", metavar="FILE", required=True,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("symbol", nargs="?", metavar="SYMBOL",
+                        help="live: the last closed hourly Alpaca bars of this symbol, e.g. BTC/USD")
+    source.add_argument("--csv", metavar="FILE",
                         help="bars: timestamp,open,high,low,close,volume[,amount]; ISO times, UTC if no offset")
     parser.add_argument("--context", metavar="N", type=int, default=60,
                         help="context bars: the last N rows (default 60)")
@@ -91,6 +94,23 @@ def read_bars_csv(path: Path) -> dict[str, list[Any]]:
     return out
 
 
+def live_bars(symbol: str, context: int, settings: Settings) -> dict[str, list[Any]]:
+    """The last `context` closed, validated hourly bars of `symbol` from Alpaca (same path as the trader)."""
+    import pandas as pd
+
+    from kronos_bot.market.bars import AlpacaMarketData
+
+    wanted = settings.model_copy(update={"bars": settings.bars.model_copy(update={"count": context})})
+    result = AlpacaMarketData(wanted).closed_bars([symbol]).get(symbol)
+    if not isinstance(result, pd.DataFrame):
+        reason = f"{result.reason}: {result.detail}" if result is not None and result.detail else getattr(result, "reason", "no bars")
+        raise CsvError(f"no usable bars for {symbol}: {reason}")
+    out: dict[str, list[Any]] = {"timestamp": [ts.to_pydatetime() for ts in result.index]}
+    for column in REQUIRED_COLUMNS:
+        out[column] = [float(v) for v in result[column]]
+    return out
+
+
 def _parse_time(text: str | None, path: Path, line: int) -> datetime:
     value = (text or "").strip()
     try:
@@ -107,10 +127,10 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.context < 1 or args.pred_len < 1 or args.samples < 1:
             raise CsvError("--context, --pred-len and --samples must be >= 1")
-        bars = read_bars_csv(Path(args.csv))
+        bars = read_bars_csv(Path(args.csv)) if args.csv else live_bars(args.symbol, args.context, settings)
         take = slice(-args.context, None)
         series = SeriesInput(
-            id=Path(args.csv).stem,
+            id=Path(args.csv).stem if args.csv else args.symbol,
             timestamps=bars["timestamp"][take],
             open=bars["open"][take],
             high=bars["high"][take],
@@ -161,7 +181,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
 
     info = forecaster.model_info()
     used = {
-        "csv": str(args.csv),
+        "source": str(args.csv) if args.csv else f"alpaca:{args.symbol}",
         "context": len(series.timestamps),
         "pred_len": params.pred_len,
         "samples": params.samples,

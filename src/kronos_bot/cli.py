@@ -33,16 +33,9 @@ COMMAND_MODULES: dict[str, str] = {
 EXIT_CONFIG_ERROR = 2
 
 
-def _available_commands() -> dict[str, ModuleType]:
-    """Import each registered command module; a module not written yet is simply not offered."""
-    modules: dict[str, ModuleType] = {}
-    for name, module_path in COMMAND_MODULES.items():
-        try:
-            modules[name] = importlib.import_module(module_path)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_path:
-                raise
-    return modules
+def _command_modules() -> dict[str, ModuleType]:
+    """Import each registered command module (cheap: command modules import heavy things inside main)."""
+    return {name: importlib.import_module(path) for name, path in COMMAND_MODULES.items()}
 
 
 def add_common_options(parser: argparse.ArgumentParser, suppress_defaults: bool = True) -> None:
@@ -64,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kronos-bot {__version__}")
     add_common_options(parser, suppress_defaults=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in _available_commands().items():
+    for name, module in _command_modules().items():
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         add_common_options(sub)
         module.add_arguments(sub)

@@ -377,7 +377,8 @@ class Executor:
             return self._replace_backstop(position)
         return position
 
-    def _place_backstop(self, position: PositionRecord) -> PositionRecord:
+    def _backstop_intent(self, position: PositionRecord) -> tuple[int, str, Decimal, Decimal, bool]:
+        """Journal the next backstop order (sequence, client id, stop and limit) before it is sent."""
         assert position.stop_price is not None
         seq = position.backstop_seq + 1
         cid = client_order_id(position.symbol, position.entry_time, "stop", seq)
@@ -394,6 +395,11 @@ class Executor:
             position_id=position.id,
             now=self.clock(),
         )
+        return seq, cid, stop, limit, created
+
+    def _place_backstop(self, position: PositionRecord) -> PositionRecord:
+        assert position.stop_price is not None
+        seq, cid, stop, limit, created = self._backstop_intent(position)
         try:
             existing = None if created else self.broker.get_order_by_client_id(cid)
             result = existing or self._submit(
@@ -421,21 +427,7 @@ class Executor:
 
     def _replace_backstop(self, position: PositionRecord) -> PositionRecord:
         assert position.stop_price is not None and position.backstop_order_id is not None
-        seq = position.backstop_seq + 1
-        cid = client_order_id(position.symbol, position.entry_time, "stop", seq)
-        stop, limit = backstop_prices(position.stop_price, self.settings.exits.backstop.limit_offset_percent)
-        self.journal.record_order_intent(
-            client_order_id=cid,
-            symbol=position.symbol,
-            side=OrderSide.SELL,
-            type=OrderType.STOP_LIMIT,
-            purpose="backstop",
-            qty=position.qty,
-            stop_price=stop,
-            limit_price=limit,
-            position_id=position.id,
-            now=self.clock(),
-        )
+        seq, cid, stop, limit, _ = self._backstop_intent(position)
         old_id = position.backstop_order_id
         try:
             result = self._submit(

@@ -16,10 +16,11 @@ one connection guarded by a re-entrant lock, and `transaction()` groups statemen
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -332,19 +333,24 @@ _TS_FIELDS = {"entry_time", "exit_time", "updated_at", "created_at"}
 _BOOL_FIELDS = {"external", "trail_armed"}
 
 
+@functools.cache
+def _converters(cls: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    """Per record class, each field's name and its SQLite -> Python converter (computed once: hot path)."""
+
+    def pick(name: str) -> Callable[[Any], Any]:
+        if name in _DEC_FIELDS:
+            return _parse_d
+        if name in _TS_FIELDS:
+            return _parse_ts
+        if name in _BOOL_FIELDS:
+            return bool
+        return lambda raw: raw
+
+    return tuple((f.name, pick(f.name)) for f in fields(cls))
+
+
 def _record(cls: type, row: sqlite3.Row) -> Any:
-    values: dict[str, Any] = {}
-    for f in fields(cls):
-        raw = row[f.name]
-        if f.name in _DEC_FIELDS:
-            values[f.name] = _parse_d(raw)
-        elif f.name in _TS_FIELDS:
-            values[f.name] = _parse_ts(raw)
-        elif f.name in _BOOL_FIELDS:
-            values[f.name] = bool(raw)
-        else:
-            values[f.name] = raw
-    return cls(**values)
+    return cls(**{name: convert(row[name]) for name, convert in _converters(cls)})
 
 
 class Journal:

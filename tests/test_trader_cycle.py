@@ -258,3 +258,13 @@ def test_daemon_schedule_uses_utc_cron_with_offset_and_safe_job_defaults(tmp_pat
         assert jobs["watchdog"].trigger.interval.total_seconds() == 10
     finally:
         parts.close()
+
+
+def test_cycle_slot_names_orders_per_schedule_slot() -> None:
+    from kronos_bot.cycle import cycle_slot
+
+    t = datetime(2025, 1, 1, 12, 15, 30, 400000, tzinfo=UTC)
+    assert cycle_slot(t) == datetime(2025, 1, 1, 12, 15, tzinfo=UTC)
+    assert cycle_slot(t + timedelta(seconds=20)) == cycle_slot(t)  # a retry in the same slot: same orders
+    assert cycle_slot(t, 2) == datetime(2025, 1, 1, 12, 15, 30, tzinfo=UTC)
+    assert cycle_slot(t + timedelta(seconds=2), 2) != cycle_slot(t, 2)  # the next 2 s slot: new orders

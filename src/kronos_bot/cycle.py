@@ -64,6 +64,19 @@ def _round(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
+def cycle_slot(now: datetime, interval_seconds: int = 0) -> datetime:
+    """The schedule slot a cycle belongs to; it names the cycle's orders (deterministic client_order_id).
+
+    A re-run of the same slot (a retry, a restart mid-cycle) finds the same order instead of buying
+    twice; a later slot gets new ids. Cron cycles are minutes apart, so the minute is the slot; with
+    `entry_interval_seconds` the slot is that interval.
+    """
+    if interval_seconds:
+        epoch = int(now.timestamp()) // interval_seconds * interval_seconds
+        return datetime.fromtimestamp(epoch, tz=UTC)
+    return now.replace(second=0, microsecond=0)
+
+
 def decision_event(decision: Decision, gates: GateResults | None) -> dict[str, Any]:
     """The keys of the `decision` log event (and of `kronos-bot once`'s table): every gate number."""
     tech = gates.technical if gates else None
@@ -195,7 +208,7 @@ class EntryCycle:
                 hints = {s: Decimal(str(df["close"].iloc[-1])) for s, df in bars.items()}
                 entering = [d for d in report.decisions if d.action is Action.ENTER]
                 ids = [decision_ids[d.symbol] for d in entering]
-                cycle_time = now.replace(second=0, microsecond=0)
+                cycle_time = cycle_slot(now, self.settings.schedule.entry_interval_seconds)
                 report.entries = self.executor.execute(entering, cycle_time, ids, price_hints=hints)
 
     def _reconcile(self, now: datetime) -> None:

@@ -11,12 +11,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from kronos_bot.forecast_types import (
     Forecaster,
     ForecasterUnavailable,
-    ForecastInputError,
     SamplingParams,
     SeriesForecast,
     SeriesInput,
@@ -77,9 +75,7 @@ class ForecasterHandle:
         forecaster = self.get()
         try:
             result = forecaster.forecast(series, params)
-        except ForecastInputError:
-            raise
-        except ForecasterUnavailable as exc:
+        except ForecasterUnavailable as exc:  # a bad series (ForecastInputError) is not an outage: it propagates
             self._last_error = str(exc)
             self._health.set(COMPONENT, str(exc))
             raise
@@ -97,10 +93,6 @@ class ForecasterHandle:
             return self._forecaster.model_info()
         except Exception:
             return None
-
-    def health_summary(self) -> dict[str, Any]:
-        """For `status`: whether a forecaster is attached and the last error."""
-        return {"attached": self._forecaster is not None, "last_error": self._last_error or None}
 
     def close(self) -> None:
         closer = getattr(self._forecaster, "close", None)

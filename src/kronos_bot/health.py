@@ -59,10 +59,6 @@ class DegradedTracker:
         else:
             self.clear(name, **details)
 
-    def is_degraded(self, name: str) -> bool:
-        with self._lock:
-            return name in self._active
-
     def active(self) -> list[Degradation]:
         with self._lock:
             return sorted(self._active.values(), key=lambda d: d.since)

@@ -120,7 +120,5 @@ def get_logger(name: str | None = None, **initial: Any) -> structlog.stdlib.Boun
     return logger.bind(**initial) if initial else logger
 
 
-bind_context = structlog.contextvars.bind_contextvars
-unbind_context = structlog.contextvars.unbind_contextvars
+# `with bound_context(cycle_id=...):` attaches keys to every event logged inside the block.
 bound_context = structlog.contextvars.bound_contextvars
-clear_context = structlog.contextvars.clear_contextvars

@@ -94,8 +94,3 @@ class PriceBook:
         return self.refresh([symbol]).get(symbol)
 
     __call__ = price
-
-    def source_of(self, symbol: str) -> str | None:
-        with self._lock:
-            cached = self._prices.get(symbol)
-        return cached[2] if cached else None

@@ -101,10 +101,13 @@ def test_inprocess_mode_loads_here_and_implements_the_protocol() -> None:
 
 
 def test_model_override_drops_the_configured_revisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kronos_bot.kronos.identity as identity
     import kronos_bot.kronos.predictor as predictor
 
     calls: list[tuple[tuple[object, ...], dict[str, object]]] = []
-    monkeypatch.setattr(predictor, "load_forecaster", lambda *a, **k: calls.append((a, k)) or "loaded")
+    builds: list[dict[str, object]] = []
+    monkeypatch.setattr(identity, "resolve_checkpoints", lambda *a, **k: calls.append((a, k)) or "resolved")
+    monkeypatch.setattr(predictor, "build_forecaster", lambda resolved, **k: builds.append({"resolved": resolved, **k}))
     from kronos_bot.config import Settings
 
     settings = Settings()  # the pinned Kronos-small defaults
@@ -113,7 +116,65 @@ def test_model_override_drops_the_configured_revisions(monkeypatch: pytest.Monke
     (args0, kw0), (args1, kw1) = calls
     assert args0 == ("NeoQuasar/Kronos-small", "NeoQuasar/Kronos-Tokenizer-base")
     assert kw0["model_revision"] == settings.forecaster.model_revision and kw0["verify"] is True
-    assert kw0["min_context_bars"] == settings.forecaster.min_context_bars
+    assert builds[0]["min_context_bars"] == settings.forecaster.min_context_bars
+    assert builds[0]["threads"] == settings.forecaster.threads and builds[0]["resolved"] == "resolved"
     assert args1 == (str(TINY_MODEL), str(TINY_TOKENIZER))
     assert kw1["model_revision"] is None and kw1["tokenizer_revision"] is None
-    assert kw1["verify"] is False and kw1["threads"] == 1
+    assert kw1["verify"] is False and builds[1]["threads"] == 1
+
+# ----- lazy loading (backtests whose forecasts are all cached) -----
+
+
+def test_lazy_model_knows_its_fingerprint_before_building_and_forecasts_like_the_eager_one() -> None:
+    from kronos_bot.forecaster.factory import LazyForecaster
+    from kronos_bot.gates.forecast_cache import model_fingerprint
+
+    settings = tiny_settings(mode="inprocess", threads=1)
+    lazy = load_model(settings, lazy=True)
+    assert isinstance(lazy, LazyForecaster) and not lazy.built
+    promised = lazy.model_info()
+    eager = load_model(settings)
+    assert model_fingerprint(promised) == model_fingerprint(eager.model_info())
+    assert promised["model"] == eager.model_info()["model"]  # type: ignore[index]
+
+    params = SamplingParams(pred_len=3, samples=2, seed=5)
+    series = [make_series("BTC/USD")]
+    assert forecasts_equal(lazy.forecast(series, params), eager.forecast(series, params))
+    assert lazy.built and model_fingerprint(lazy.model_info()) == model_fingerprint(promised)
+
+
+def test_lazy_model_refuses_to_forecast_when_the_built_model_is_not_the_promised_one() -> None:
+    from kronos_bot.forecaster.factory import LazyForecaster
+
+    real = tiny_model()
+    promised = {**real.model_info(), "threads": 97}  # not what torch will report
+    lazy = LazyForecaster(promised, lambda: real)
+    with pytest.raises(RuntimeError, match="fingerprint"):
+        lazy.forecast([make_series("BTC/USD")], SamplingParams(pred_len=2, samples=1, seed=1))
+    assert not lazy.built
+
+
+def test_lazy_model_resolves_and_verifies_files_at_once(tmp_path: Path) -> None:
+    from kronos_bot.kronos.hub import ModelLoadError
+
+    settings = tiny_settings(mode="inprocess", model=str(tmp_path / "nowhere"))
+    with pytest.raises(ModelLoadError):
+        load_model(settings, lazy=True)
+
+
+def test_lazy_model_info_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tests.forecaster_support import tiny_settings\n"
+        "from kronos_bot.forecaster.factory import load_model\n"
+        "info = load_model(tiny_settings(mode='inprocess'), lazy=True).model_info()\n"
+        "assert info['model_config'] and info['threads'] == 1, info\n"
+        "print('torch' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

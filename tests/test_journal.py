@@ -259,3 +259,39 @@ def test_transaction_rolls_back(journal: Journal) -> None:
             )
             raise RuntimeError("boom")
     assert journal.get_order("x") is None
+
+
+def test_last_exit_times_per_symbol_over_many_positions() -> None:
+    """The index-hopping query returns each symbol's latest exit, open positions and other symbols aside."""
+    j = Journal(":memory:")
+    expected: dict[str, datetime] = {}
+    for i in range(40):
+        symbol = ("BTC/USD", "ETH/USD", "SOL/USD")[i % 3]
+        pos = _open(j, symbol, when=T0 + timedelta(hours=i))
+        # Exit times not in insertion order: the latest exit is not the last position closed.
+        exit_time = T0 + timedelta(hours=i + (50 if i == 4 else 1))
+        j.close_position(pos.id, exit_time=exit_time, exit_price=D("101"), exit_qty=D("0.9975"),
+                         reason="trailing_stop", exit_fee=D("0.25"), proceeds=D("100.5"))
+        expected[symbol] = max(expected.get(symbol, exit_time), exit_time)
+    _open(j, "DOGE/USD", when=T0 + timedelta(hours=99))  # open: no exit yet
+    assert j.last_exit_times() == expected
+    assert expected["ETH/USD"] == T0 + timedelta(hours=54)
+    j.close()
+
+
+def test_version_1_journal_gains_the_version_2_indexes(tmp_path: Path) -> None:
+    from kronos_bot.journal import MIGRATIONS
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for statement in MIGRATIONS[0][1]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_version VALUES (1, '2026-01-01T00:00:00+00:00')")
+    conn.commit()
+    conn.close()
+    with Journal(path) as j:
+        assert j.schema_version() == SCHEMA_VERSION >= 2
+        names = {r[0] for r in j._query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"positions_status", "positions_closed_symbol_exit", "orders_position"} <= names
+        assert j.last_exit_times() == {}

@@ -225,6 +225,16 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX sim_orders_status ON sim_orders(status)",
         ],
     ),
+    (
+        # Indexes for the queries every cycle runs (and a backtest runs per replayed hour): open
+        # positions, each symbol's last exit (the cooldown), a position's orders.
+        2,
+        [
+            "CREATE INDEX positions_status ON positions(status, exit_time)",
+            "CREATE INDEX positions_closed_symbol_exit ON positions(symbol, exit_time) WHERE status = 'closed'",
+            "CREATE INDEX orders_position ON orders(position_id, id)",
+        ],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -334,23 +344,24 @@ _BOOL_FIELDS = {"external", "trail_armed"}
 
 
 @functools.cache
-def _converters(cls: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
-    """Per record class, each field's name and its SQLite -> Python converter (computed once: hot path)."""
+def _converters(cls: type) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    """Per record class, each field's name and its SQLite -> Python converter, None when the value is
+    used as stored (computed once: a backtest builds ~50,000 records)."""
 
-    def pick(name: str) -> Callable[[Any], Any]:
+    def pick(name: str) -> Callable[[Any], Any] | None:
         if name in _DEC_FIELDS:
             return _parse_d
         if name in _TS_FIELDS:
             return _parse_ts
         if name in _BOOL_FIELDS:
             return bool
-        return lambda raw: raw
+        return None
 
     return tuple((f.name, pick(f.name)) for f in fields(cls))
 
 
 def _record(cls: type, row: sqlite3.Row) -> Any:
-    return cls(**{name: convert(row[name]) for name, convert in _converters(cls)})
+    return cls(**{name: row[name] if convert is None else convert(row[name]) for name, convert in _converters(cls)})
 
 
 class Journal:
@@ -814,7 +825,21 @@ class Journal:
 
     def last_exit_times(self) -> dict[str, datetime]:
         """Symbol -> time of its most recent exit (for the engine's cooldown)."""
-        rows = self._query("SELECT symbol, MAX(exit_time) AS t FROM positions WHERE status = 'closed' GROUP BY symbol")
+        # Runs every cycle (every replayed hour in a backtest), so it must not grow with the number of
+        # closed positions: hop from symbol to symbol through the partial (symbol, exit_time) index,
+        # taking each one's MAX from the index, instead of a GROUP BY over every closed position.
+        rows = self._query(
+            """WITH RECURSIVE symbols(symbol) AS (
+                   SELECT MIN(symbol) FROM positions INDEXED BY positions_closed_symbol_exit WHERE status = 'closed'
+                   UNION ALL
+                   SELECT (SELECT MIN(symbol) FROM positions INDEXED BY positions_closed_symbol_exit
+                           WHERE status = 'closed' AND symbol > symbols.symbol)
+                   FROM symbols WHERE symbol IS NOT NULL
+               )
+               SELECT symbol, (SELECT MAX(exit_time) FROM positions INDEXED BY positions_closed_symbol_exit
+                               WHERE status = 'closed' AND symbol = symbols.symbol) AS t
+               FROM symbols WHERE symbol IS NOT NULL"""
+        )
         return {r["symbol"]: _parse_ts(r["t"]) for r in rows if r["t"]}  # type: ignore[misc]
 
     def realized_pnl_for_day(self, day: date | datetime) -> Decimal:

@@ -1,6 +1,6 @@
 """What `kronos-bot backtest` and `kronos-bot evaluate` share: data, period, model and cache arguments.
 
-Torch-free at import (the commands' `--help` must stay fast); `load_forecaster` imports the model.
+Torch-free at import (the commands' `--help` must stay fast); the model is loaded on its first forecast.
 """
 
 from __future__ import annotations
@@ -75,11 +75,16 @@ def resolve_period(args: argparse.Namespace, store: BarStore, settings: Settings
 
 
 def load_forecaster(args: argparse.Namespace, settings: Settings) -> Forecaster:
-    """The Kronos model in this process, as `forecaster.factory.load_model` loads it (imports torch)."""
+    """The Kronos model in this process, as `forecaster.factory.load_model` loads it.
+
+    Lazily: the checkpoints are resolved and verified now (their identity keys the forecast cache), but
+    torch and the model are loaded only when a forecast is not in the cache, so a re-run with other
+    thresholds takes seconds.
+    """
     from kronos_bot.forecaster.factory import load_model
 
     return load_model(settings, model=args.model, tokenizer=args.tokenizer, verify=False if args.no_verify else None,
-                      threads=args.threads)
+                      threads=args.threads, lazy=True)
 
 
 def open_cache(args: argparse.Namespace) -> CacheStore:

@@ -107,23 +107,23 @@ class SimBroker:
                 held += (order.qty or ZERO) - order.filled_qty
         return held
 
+    def _position(self, symbol: str, qty: Decimal, avg: Decimal) -> BrokerPosition:
+        price = self.price_source(symbol)
+        return BrokerPosition(
+            symbol=symbol,
+            qty=qty,
+            avg_entry_price=avg,
+            market_value=qty * Decimal(price) if price else None,
+            qty_available=qty - self._held(symbol),
+        )
+
     def get_positions(self) -> list[BrokerPosition]:
-        out = []
-        for symbol, (qty, avg) in self.journal.sim_positions().items():
-            price = self.price_source(symbol)
-            out.append(
-                BrokerPosition(
-                    symbol=symbol,
-                    qty=qty,
-                    avg_entry_price=avg,
-                    market_value=qty * Decimal(price) if price else None,
-                    qty_available=qty - self._held(symbol),
-                )
-            )
-        return out
+        return [self._position(symbol, qty, avg) for symbol, (qty, avg) in self.journal.sim_positions().items()]
 
     def get_position(self, symbol: str) -> BrokerPosition | None:
-        return next((p for p in self.get_positions() if p.symbol == symbol), None)
+        # Only this symbol's open orders are read (the exit monitor asks once per position per tick).
+        held = self.journal.sim_positions().get(symbol)
+        return self._position(symbol, *held) if held is not None else None
 
     def get_open_orders(self, symbol: str | None = None) -> list[OrderResult]:
         return [order for order, _ in self.journal.sim_open_orders(symbol)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kronos_bot.forecast_types import Forecaster, SamplingParams, SeriesForecast, SeriesInput
@@ -39,6 +39,44 @@ class SerializedForecaster:
         return f"SerializedForecaster({self.inner!r})"
 
 
+class LazyForecaster:
+    """A forecaster whose checkpoints are resolved and verified now, but built (torch imported, weights
+    loaded) only on the first forecast.
+
+    Why: its `model_info()` -- the key of every forecast cache -- is known from the verified files, so a
+    backtest or evaluation whose forecasts are all cached never pays for torch and the model. The built
+    model's own `model_info()` must give the same fingerprint, else the cache would be keyed by a model
+    other than the one computing it: that refuses to forecast (RuntimeError naming both).
+    """
+
+    def __init__(self, identity: dict[str, object], build: Callable[[], Forecaster]) -> None:
+        self._identity = identity
+        self._build = build
+        self._inner: Forecaster | None = None
+
+    @property
+    def built(self) -> bool:
+        return self._inner is not None
+
+    def model_info(self) -> dict[str, object]:
+        return self._inner.model_info() if self._inner is not None else dict(self._identity)
+
+    def forecast(self, series: Sequence[SeriesInput], params: SamplingParams) -> list[SeriesForecast]:
+        if self._inner is None:
+            inner = self._build()
+            from kronos_bot.gates.forecast_cache import model_fingerprint
+
+            expected, actual = model_fingerprint(self._identity), model_fingerprint(inner.model_info())
+            if expected != actual:
+                raise RuntimeError(f"the loaded model's fingerprint {actual} differs from {expected}, the one its "
+                                   f"checkpoint files promised (device or thread setting not what torch reports?)")
+            self._inner = inner
+        return self._inner.forecast(series, params)
+
+    def __repr__(self) -> str:
+        return f"LazyForecaster(built={self.built})"
+
+
 def load_model(
     settings: Any,
     *,
@@ -47,15 +85,17 @@ def load_model(
     verify: bool | None = None,
     device: str | None = None,
     threads: int | None = None,
+    lazy: bool = False,
 ) -> Forecaster:
-    """Load tokenizer + predictor as the `forecaster` config says (imports torch; call only where wanted).
+    """Load tokenizer + predictor as the `forecaster` config says (imports torch unless `lazy`).
 
     An overriding `model` drops the configured revision (it pins the configured repo, not the other
     one; known repos still get their pinned revision from the Kronos package) and, unless `tokenizer`
     is given too, takes the tokenizer that model is known to pair with, else the configured one.
+    `lazy`: resolve and verify the files now, build the model on the first forecast (`LazyForecaster`).
     """
     from kronos_bot.kronos.hub import paired_tokenizer
-    from kronos_bot.kronos.predictor import load_forecaster
+    from kronos_bot.kronos.identity import resolve_checkpoints
 
     fs = settings.forecaster
     model_id = model or fs.model
@@ -67,17 +107,25 @@ def load_model(
     else:
         tokenizer_id = fs.tokenizer
     tokenizer_revision = fs.tokenizer_revision if tokenizer_id == fs.tokenizer else None
-    return load_forecaster(
+    resolved = resolve_checkpoints(
         model_id,
         tokenizer_id,
         model_revision=model_revision,
         tokenizer_revision=tokenizer_revision,
         cache_dir=fs.hf_cache_dir,
         verify=fs.verify_sha256 if verify is None else verify,
-        device=device or fs.device,
-        threads=threads or fs.threads,
-        min_context_bars=fs.min_context_bars,
     )
+    build_device, build_threads = device or fs.device, threads or fs.threads
+
+    def build() -> Forecaster:
+        from kronos_bot.kronos.predictor import build_forecaster
+
+        return build_forecaster(resolved, device=build_device, threads=build_threads,
+                                min_context_bars=fs.min_context_bars)
+
+    if lazy:
+        return LazyForecaster(resolved.identity(build_device, build_threads), build)
+    return build()
 
 
 def load_inprocess(settings: Any, log: Any = None, **overrides: Any) -> Forecaster:

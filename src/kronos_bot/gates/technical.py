@@ -12,8 +12,9 @@ Conventions (the ones TA-Lib and TradingView use, so a person can check a decisi
   of the line with the same SMA seeding, histogram = line - signal. "Rising" = hist[-1] > hist[-2].
   So the gate needs slow + signal bars, as the config check demands.
 
-Computed with pandas `ewm(adjust=False)` on the seeded series; the tests check every value against a
-plain loop written independently on real bars.
+Computed with numpy arrays and a float loop (pandas objects cost milliseconds per call, which a backtest
+pays ~17,000 times per symbol-half-year); the tests check every value against a plain loop written
+independently on real bars.
 """
 
 from __future__ import annotations
@@ -27,45 +28,71 @@ from kronos_bot.config import TechnicalSettings
 from kronos_bot.domain import TechnicalResult, TechnicalVerdict
 
 
-def ema(values: pd.Series, period: int) -> pd.Series:
-    """SMA-seeded EMA (see module doc); NaN before index period-1 and wherever the input starts with NaN."""
-    values = values.astype(float)
-    out = pd.Series(np.nan, index=values.index)
-    valid = values.dropna()
-    if len(valid) < period:
+def _smooth(values: np.ndarray, alpha: float, period: int) -> np.ndarray:
+    """Seed with the mean of the first `period` values, then y = (1 - alpha) * y + alpha * x.
+
+    Returns the len(values) - period + 1 smoothed values (from index period-1 on). A plain loop over
+    Python floats: the windows are ~60 bars, where this is ~50x faster than building pandas objects.
+    """
+    acc = float(np.mean(values[:period]))
+    keep = 1.0 - alpha
+    out = [acc]
+    for x in values[period:].tolist():
+        acc = keep * acc + alpha * x
+        out.append(acc)
+    return np.asarray(out)
+
+
+def ema_values(values: np.ndarray, period: int) -> np.ndarray:
+    """SMA-seeded EMA of a float array (see module doc): NaN before the period-th non-NaN value and at NaNs.
+
+    NaNs are skipped, not propagated (the MACD signal line is an EMA of a line that starts with NaNs).
+    """
+    x = np.asarray(values, dtype=float)
+    out = np.full(x.shape, np.nan)
+    where = np.flatnonzero(~np.isnan(x))
+    if len(where) < period:
         return out
-    seed = valid.iloc[:period].mean()
-    seeded = pd.concat([pd.Series([seed], index=[valid.index[period - 1]]), valid.iloc[period:]])
-    out.loc[seeded.index] = seeded.ewm(alpha=2.0 / (period + 1), adjust=False).mean().to_numpy()
+    out[where[period - 1:]] = _smooth(x[where], 2.0 / (period + 1), period)
     return out
+
+
+def rsi_values(close: np.ndarray, period: int) -> np.ndarray:
+    """Wilder RSI of a float array (see module doc); NaN for the first `period` bars."""
+    x = np.asarray(close, dtype=float)
+    out = np.full(x.shape, np.nan)
+    if len(x) <= period:
+        return out
+    change = np.diff(x)
+    avg_gain = _smooth(np.clip(change, 0.0, None), 1.0 / period, period)
+    avg_loss = _smooth(np.clip(-change, 0.0, None), 1.0 / period, period)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rsi = 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
+    out[period:] = np.where(avg_loss == 0.0, np.where(avg_gain == 0.0, 50.0, 100.0), rsi)
+    return out
+
+
+def macd_values(close: np.ndarray, fast: int, slow: int, signal: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(line, signal, histogram) arrays with SMA-seeded EMAs."""
+    line = ema_values(close, fast) - ema_values(close, slow)
+    signal_line = ema_values(line, signal)
+    return line, signal_line, line - signal_line
+
+
+def ema(values: pd.Series, period: int) -> pd.Series:
+    """`ema_values` on a Series, keeping its index."""
+    return pd.Series(ema_values(values.to_numpy(dtype=float), period), index=values.index)
 
 
 def wilder_rsi(close: pd.Series, period: int) -> pd.Series:
-    """RSI with Wilder smoothing, SMA-seeded (see module doc); NaN for the first `period` bars."""
-    close = close.astype(float)
-    out = pd.Series(np.nan, index=close.index)
-    if len(close) <= period:
-        return out
-    change = close.diff().iloc[1:]
-    gain, loss = change.clip(lower=0.0), (-change).clip(lower=0.0)
-
-    def smooth(series: pd.Series) -> np.ndarray:
-        seeded = pd.concat([pd.Series([series.iloc[:period].mean()]), series.iloc[period:]], ignore_index=True)
-        return seeded.ewm(alpha=1.0 / period, adjust=False).mean().to_numpy()
-
-    avg_gain, avg_loss = smooth(gain), smooth(loss)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rsi = 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
-    rsi = np.where(avg_loss == 0.0, np.where(avg_gain == 0.0, 50.0, 100.0), rsi)
-    out.iloc[period:] = rsi
-    return out
+    """`rsi_values` on a Series, keeping its index."""
+    return pd.Series(rsi_values(close.to_numpy(dtype=float), period), index=close.index)
 
 
 def macd(close: pd.Series, fast: int, slow: int, signal: int) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """(line, signal, histogram) with SMA-seeded EMAs."""
-    line = ema(close, fast) - ema(close, slow)
-    signal_line = ema(line, signal)
-    return line, signal_line, line - signal_line
+    """`macd_values` on a Series, keeping its index."""
+    arrays = macd_values(close.to_numpy(dtype=float), fast, slow, signal)
+    return tuple(pd.Series(a, index=close.index) for a in arrays)  # type: ignore[return-value]
 
 
 def _num(value: float) -> float | None:
@@ -90,21 +117,22 @@ def technical_gate(bars: pd.DataFrame, settings: TechnicalSettings) -> Technical
     `checks` maps rsi / ema / macd -> passed (None = switched off); every indicator value is reported
     even for switched-off checks when the bars allow computing it. All checks off -> PASS (vacuous).
     """
-    close = bars["close"].astype(float) if "close" in bars else pd.Series(dtype=float)
+    close = bars["close"].to_numpy(dtype=float) if "close" in bars else np.empty(0)
     need = required_bars(settings)
-    if len(close) < need or close.isna().any():
-        why = "NaN in closes" if close.isna().any() else f"{len(close)} bars, need {need}"
+    has_nan = bool(np.isnan(close).any())
+    if len(close) < need or has_nan:
+        why = "NaN in closes" if has_nan else f"{len(close)} bars, need {need}"
         return TechnicalResult(TechnicalVerdict.NO_DATA, reason=why,
                                checks={"rsi": None, "ema": None, "macd": None})
 
-    last_close = float(close.iloc[-1])
-    rsi = _num(wilder_rsi(close, settings.rsi_period).iloc[-1])
-    ema_fast = _num(ema(close, settings.ema_fast).iloc[-1])
-    ema_slow = _num(ema(close, settings.ema_slow).iloc[-1])
-    line, signal_line, hist = macd(close, settings.macd_fast, settings.macd_slow, settings.macd_signal)
-    macd_line, macd_signal = _num(line.iloc[-1]), _num(signal_line.iloc[-1])
-    hist_last = _num(hist.iloc[-1])
-    hist_prev = _num(hist.iloc[-2]) if len(hist) >= 2 else None
+    last_close = float(close[-1])
+    rsi = _num(rsi_values(close, settings.rsi_period)[-1])
+    ema_fast = _num(ema_values(close, settings.ema_fast)[-1])
+    ema_slow = _num(ema_values(close, settings.ema_slow)[-1])
+    line, signal_line, hist = macd_values(close, settings.macd_fast, settings.macd_slow, settings.macd_signal)
+    macd_line, macd_signal = _num(line[-1]), _num(signal_line[-1])
+    hist_last = _num(hist[-1])
+    hist_prev = _num(hist[-2]) if len(hist) >= 2 else None
 
     checks: dict[str, bool | None] = {"rsi": None, "ema": None, "macd": None}
     failures: list[str] = []

@@ -24,7 +24,8 @@ from kronos_bot.forecast_types import Candle, ForecastInputError, SamplingParams
 
 from .config import KronosConfigError, PredictorConfig, TokenizerConfig, config_to_dict, load_config
 from .generate import GenerationInput, SamplingSpec, generate
-from .hub import DEFAULT_MODEL, KNOWN_CHECKPOINTS, CheckpointFiles, ModelLoadError, paired_tokenizer, resolve_checkpoint
+from .hub import DEFAULT_MODEL, CheckpointFiles, ModelLoadError
+from .identity import ResolvedCheckpoints, forecaster_identity, resolve_checkpoints
 from .model import KronosPredictorModel, KronosTokenizer
 from .weights import WeightsError, build_empty, load_weights
 
@@ -220,14 +221,8 @@ class KronosPredictor:
         self._info = dict(info or {})
 
     def model_info(self) -> dict[str, object]:
-        return {
-            "backend": "kronos_bot.kronos",
-            **self._info,
-            "model_config": config_to_dict(self.model.config),
-            "tokenizer_config": config_to_dict(self.tokenizer.config),
-            "device": str(self.device),
-            "threads": torch.get_num_threads(),
-        }
+        return forecaster_identity(self._info, config_to_dict(self.model.config), config_to_dict(self.tokenizer.config),
+                                   str(self.device), torch.get_num_threads())
 
     def forecast(
         self,
@@ -339,33 +334,28 @@ def load_forecaster(
     model is known to pair with. `*_sha256` are (config.json, model.safetensors) expected hashes for
     checkpoints we have no pinned hashes for. `threads` sets torch's intra-op thread count.
     """
+    resolved = resolve_checkpoints(
+        model, tokenizer, model_revision=model_revision, tokenizer_revision=tokenizer_revision, cache_dir=cache_dir,
+        verify=verify, local_files_only=local_files_only, model_sha256=model_sha256,
+        tokenizer_sha256=tokenizer_sha256, progress=progress,
+    )
+    return build_forecaster(resolved, device=device, threads=threads, min_context_bars=min_context_bars)
+
+
+def build_forecaster(
+    resolved: ResolvedCheckpoints,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    min_context_bars: int = DEFAULT_MIN_CONTEXT_BARS,
+) -> KronosPredictor:
+    """Build the predictor from already resolved and verified files (`identity.resolve_checkpoints`)."""
     if threads is not None and threads > 0:
         torch.set_num_threads(threads)
-    if tokenizer is None:
-        tokenizer = paired_tokenizer(model)
-        if tokenizer is None:
-            raise ModelLoadError(f"no known tokenizer pairs with {model!r}; pass tokenizer= explicitly")
-    common = dict(cache_dir=cache_dir, verify=verify, local_files_only=local_files_only, progress=progress)
-    model_files = resolve_checkpoint(
-        model, revision=model_revision,
-        config_sha256=model_sha256[0] if model_sha256 else None,
-        weights_sha256=model_sha256[1] if model_sha256 else None, **common,  # type: ignore[arg-type]
-    )
-    tokenizer_files = resolve_checkpoint(
-        tokenizer, revision=tokenizer_revision,
-        config_sha256=tokenizer_sha256[0] if tokenizer_sha256 else None,
-        weights_sha256=tokenizer_sha256[1] if tokenizer_sha256 else None, **common,  # type: ignore[arg-type]
-    )
-    predictor_model = load_predictor_model(model_files, device)
-    tokenizer_model = load_tokenizer(tokenizer_files, device)
-    known = KNOWN_CHECKPOINTS.get(model)
-    info: dict[str, object] = {
-        "model": model_files.info(),
-        "tokenizer": tokenizer_files.info(),
-        "max_context": known.max_context if known else None,
-    }
+    predictor_model = load_predictor_model(resolved.model, device)
+    tokenizer_model = load_tokenizer(resolved.tokenizer, device)
     return KronosPredictor(
-        predictor_model, tokenizer_model, device=device, min_context_bars=min_context_bars, info=info
+        predictor_model, tokenizer_model, device=device, min_context_bars=min_context_bars, info=resolved.info()
     )
 
 
@@ -394,6 +384,7 @@ def load_tokenizer(files: CheckpointFiles, device: str | torch.device = "cpu") -
 __all__ = [
     "KronosPredictor",
     "PreparedSeries",
+    "build_forecaster",
     "infer_bar_interval",
     "load_forecaster",
     "load_predictor_model",

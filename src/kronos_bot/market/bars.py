@@ -147,71 +147,89 @@ def validate_bars(symbol: str, df: pd.DataFrame, now: datetime, settings: BarsSe
     missing_cols = [c for c in BAR_COLUMNS if c not in df.columns]
     if missing_cols or not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
         return problem("bad_columns", f"need a tz-aware DatetimeIndex and columns {', '.join(BAR_COLUMNS)}")
-    frame = df.loc[:, list(BAR_COLUMNS)].astype(float)
-    frame.index = frame.index.tz_convert(UTC)
-    frame = closed_bars_only(frame, now)
-    if frame.empty:
+    # numpy on int64 nanoseconds and one float matrix: the same checks cost ~10x less than on pandas
+    # objects, which matters to a backtest that validates ~17,000 windows per symbol-half-year.
+    index = df.index.tz_convert(UTC)
+    times = index.as_unit("ns").asi8
+    values = df.loc[:, list(BAR_COLUMNS)].to_numpy(dtype=float)
+    closed = times + _HOUR_NS <= _ns(now)
+    if not closed.all():
+        index, times, values = index[closed], times[closed], values[closed]
+    if len(times) == 0:
         return problem("no_bars", "no closed bars")
 
-    idx = frame.index
-    steps = idx[1:] - idx[:-1]
-    if len(idx) > 1 and (steps <= pd.Timedelta(0)).any():
-        bad = idx[1:][steps <= pd.Timedelta(0)][0]
-        return problem("not_increasing", f"timestamps not strictly increasing at {_ts(bad)}")
-    aligned = (idx.minute == 0) & (idx.second == 0) & (idx.microsecond == 0) & (idx.nanosecond == 0)
-    if not aligned.all():
-        return problem("misaligned", f"bar open time not on the hour: {_ts(idx[~aligned][0])}")
+    if len(times) > 1:
+        backwards = np.flatnonzero(np.diff(times) <= 0)
+        if len(backwards):
+            return problem("not_increasing", f"timestamps not strictly increasing at {_ts(index[backwards[0] + 1])}")
+    misaligned = np.flatnonzero(times % _HOUR_NS != 0)
+    if len(misaligned):
+        return problem("misaligned", f"bar open time not on the hour: {_ts(index[misaligned[0]])}")
 
-    values = frame.to_numpy()
     finite = np.isfinite(values)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
-        return problem("nan", f"{BAR_COLUMNS[col]} is not a number at {_ts(idx[row])}")
-    prices = frame[["open", "high", "low", "close"]]
-    if (prices <= 0).to_numpy().any():
-        bad = idx[(prices <= 0).any(axis=1).to_numpy()][0]
-        return problem("nonpositive_price", f"price <= 0 at {_ts(bad)}")
-    high_bad = frame["high"] < frame[["open", "close"]].max(axis=1)
-    low_bad = frame["low"] > frame[["open", "close"]].min(axis=1)
+        return problem("nan", f"{BAR_COLUMNS[col]} is not a number at {_ts(index[row])}")
+    o, h, low, c, v = values.T
+    nonpositive = (values[:, :4] <= 0).any(axis=1)
+    if nonpositive.any():
+        return problem("nonpositive_price", f"price <= 0 at {_ts(index[np.argmax(nonpositive)])}")
+    high_bad = h < np.maximum(o, c)
+    low_bad = low > np.minimum(o, c)
     if high_bad.any() or low_bad.any():
         which = "high < max(open, close)" if high_bad.any() else "low > min(open, close)"
-        bad = idx[(high_bad | low_bad).to_numpy()][0]
-        count = int((high_bad | low_bad).sum())
-        return problem("ohlc_inconsistent", f"{which} at {_ts(bad)} ({count} bar(s))")
-    if (frame["volume"] < 0).any():
-        bad = idx[(frame["volume"] < 0).to_numpy()][0]
-        return problem("negative_volume", f"volume < 0 at {_ts(bad)}")
+        either = high_bad | low_bad
+        return problem("ohlc_inconsistent", f"{which} at {_ts(index[np.argmax(either)])} ({int(either.sum())} bar(s))")
+    negative = v < 0
+    if negative.any():
+        return problem("negative_volume", f"volume < 0 at {_ts(index[np.argmax(negative)])}")
 
-    last_close_time = idx[-1] + pd.Timedelta(hours=1)
+    last_close_time = index[-1] + pd.Timedelta(hours=1)
     age_minutes = (pd.Timestamp(now) - last_close_time).total_seconds() / 60
     if age_minutes > settings.max_last_bar_age_minutes:
-        return problem("stale", f"last closed bar opened {_ts(idx[-1])}, closed {age_minutes:.0f} min ago "
+        return problem("stale", f"last closed bar opened {_ts(index[-1])}, closed {age_minutes:.0f} min ago "
                                 f"(max {settings.max_last_bar_age_minutes})")
 
-    window_end = pd.Timestamp(floor_hour(now) - HOUR)
-    window = pd.date_range(end=window_end, periods=settings.count, freq="1h", tz=UTC, name="timestamp")
-    if idx[0] > window[0]:
-        have = int((idx >= window[0]).sum())
-        return problem("too_few_bars", f"{have} of {settings.count} bars since {_ts(window[0])}; "
-                                       f"first bar {_ts(idx[0])}")
-    missing = window.difference(idx)
+    window_end = _ns(floor_hour(now) - HOUR)
+    window_times = window_end - _HOUR_NS * np.arange(settings.count - 1, -1, -1, dtype=np.int64)
+    if times[0] > window_times[0]:
+        have = int((times >= window_times[0]).sum())
+        return problem("too_few_bars", f"{have} of {settings.count} bars since {_ts(_timestamp(window_times[0]))}; "
+                                       f"first bar {_ts(index[0])}")
+    rows = np.searchsorted(times, window_times)
+    present = (rows < len(times)) & (times[np.minimum(rows, len(times) - 1)] == window_times)
+    missing = window_times[~present]
     if len(missing) > 0 and settings.missing_policy == "reject":
-        return problem("gaps_rejected", f"{len(missing)} missing hour(s), first {_ts(missing[0])} "
+        return problem("gaps_rejected", f"{len(missing)} missing hour(s), first {_ts(_timestamp(missing[0]))} "
                                         f"(missing_policy=reject)")
     if len(missing) > settings.max_missing_bars:
         return problem("too_many_missing", f"{len(missing)} missing hour(s) in the last {settings.count} "
-                                           f"(max {settings.max_missing_bars}), first {_ts(missing[0])}")
+                                           f"(max {settings.max_missing_bars}), first {_ts(_timestamp(missing[0]))}")
+    window = pd.DatetimeIndex(window_times, name="timestamp").tz_localize(UTC).as_unit(index.unit)
     if len(missing) == 0:
-        return ValidBars(frame.loc[window])
+        return ValidBars(pd.DataFrame(values[rows], index=window, columns=list(BAR_COLUMNS)))
 
-    full = frame.reindex(idx.union(window))
-    gap = full["close"].isna()
-    full["close"] = full["close"].ffill()
-    for col in ("open", "high", "low"):
-        full.loc[gap, col] = full.loc[gap, "close"]
-    full.loc[gap, "volume"] = 0.0
-    filled = tuple(ts.to_pydatetime() for ts in missing)
-    return ValidBars(full.loc[window], filled)
+    # Forward-fill: a missing hour is a bar at the previous close (the window starts at or after the
+    # first real bar, so every missing hour has an earlier bar), with no volume.
+    before = np.searchsorted(times, window_times, side="right") - 1
+    filled_values = values[before].copy()
+    gap = ~present
+    filled_values[gap, :4] = values[before[gap], 3:4]
+    filled_values[gap, 4] = 0.0
+    filled = tuple(_timestamp(ns).to_pydatetime() for ns in missing)
+    return ValidBars(pd.DataFrame(filled_values, index=window, columns=list(BAR_COLUMNS)), filled)
+
+
+_HOUR_NS = 3_600_000_000_000
+
+
+def _ns(ts: datetime) -> int:
+    """Nanoseconds since the epoch of an aware datetime."""
+    return int(pd.Timestamp(as_utc(ts)).as_unit("ns").value)
+
+
+def _timestamp(ns: int | np.integer) -> pd.Timestamp:
+    return pd.Timestamp(int(ns), tz=UTC)
 
 
 # ----- fetching -----

@@ -360,8 +360,16 @@ def _converters(cls: type) -> tuple[tuple[str, Callable[[Any], Any] | None], ...
     return tuple((f.name, pick(f.name)) for f in fields(cls))
 
 
+@functools.cache
+def _plan(cls: type, columns: tuple[str, ...]) -> tuple[tuple[int, Callable[[Any], Any] | None], ...]:
+    """For rows with these columns: each field's column position and converter, in field order."""
+    position = {name: i for i, name in enumerate(columns)}
+    return tuple((position[name], convert) for name, convert in _converters(cls))
+
+
 def _record(cls: type, row: sqlite3.Row) -> Any:
-    return cls(**{name: row[name] if convert is None else convert(row[name]) for name, convert in _converters(cls)})
+    values = tuple(row)
+    return cls(*[values[i] if convert is None else convert(values[i]) for i, convert in _plan(cls, tuple(row.keys()))])
 
 
 class Journal:

@@ -195,3 +195,40 @@ def test_bars_frame_builder() -> None:
 def test_naive_now_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         validate_bars("BTC/USD", btc(), datetime(2024, 12, 31, 23, 10), SETTINGS)
+
+
+def _reference_window(df: pd.DataFrame, now: datetime, settings: BarsSettings) -> tuple[pd.DataFrame, list[pd.Timestamp]]:
+    """The fill rule written the plain pandas way: the window's hours, previous close where a bar is missing."""
+    closed = df[df.index + pd.Timedelta(hours=1) <= pd.Timestamp(now)]
+    end = pd.Timestamp(now).floor("h") - pd.Timedelta(hours=1)
+    window = pd.date_range(end=end, periods=settings.count, freq="1h", tz=UTC)
+    full = closed.reindex(closed.index.union(window))
+    missing = [ts for ts in window if ts not in closed.index]
+    close = full["close"].ffill()
+    for ts in missing:
+        full.loc[ts, ["open", "high", "low", "close"]] = close.loc[ts]
+        full.loc[ts, "volume"] = 0.0
+    return full.loc[window], missing
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_gaps_match_the_plain_pandas_fill_rule(seed: int) -> None:
+    """Random holes (runs of them too, and at the very end of the window) and random `now` minutes."""
+    rng = np.random.default_rng(seed)
+    df = btc()
+    settings = BarsSettings(count=60, max_missing_bars=8, max_last_bar_age_minutes=600)
+    now = NOW - timedelta(hours=int(rng.integers(0, 30)), minutes=int(rng.integers(0, 60)))
+    end = pd.Timestamp(now).floor("h") - pd.Timedelta(hours=1)
+    start_hole = int(rng.integers(0, 4))  # hours missing at the end of the window (no bar since)
+    holes = {end - pd.Timedelta(hours=h) for h in range(start_hole)}
+    for _ in range(int(rng.integers(0, 3))):
+        first = end - pd.Timedelta(hours=int(rng.integers(start_hole + 1, 59)))
+        holes |= {first - pd.Timedelta(hours=h) for h in range(int(rng.integers(1, 3)))}
+    holes = {h for h in holes if h in df.index and h >= end - pd.Timedelta(hours=59)}
+    result = check(df.drop(index=sorted(holes)), settings, now)
+    assert isinstance(result, ValidBars), result
+    expected, missing = _reference_window(df.drop(index=sorted(holes)), now, settings)
+    assert result.filled == tuple(ts.to_pydatetime() for ts in missing)
+    assert len(result.filled) == len(holes)
+    np.testing.assert_array_equal(result.df.to_numpy(), expected.to_numpy())
+    assert list(result.df.index) == list(expected.index) and result.df.index.name == "timestamp"

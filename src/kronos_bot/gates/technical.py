@@ -13,7 +13,7 @@ Conventions (the ones TA-Lib and TradingView use, so a person can check a decisi
   So the gate needs slow + signal bars, as the config check demands.
 
 Computed with numpy arrays and a float loop (pandas objects cost milliseconds per call, which a backtest
-pays ~17,000 times per symbol-half-year); the tests check every value against a plain loop written
+pays ~17,000 times in a 6-month, 4-symbol run); the tests check every value against a plain loop written
 independently on real bars.
 """
 

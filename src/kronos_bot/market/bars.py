@@ -148,7 +148,7 @@ def validate_bars(symbol: str, df: pd.DataFrame, now: datetime, settings: BarsSe
     if missing_cols or not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
         return problem("bad_columns", f"need a tz-aware DatetimeIndex and columns {', '.join(BAR_COLUMNS)}")
     # numpy on int64 nanoseconds and one float matrix: the same checks cost ~10x less than on pandas
-    # objects, which matters to a backtest that validates ~17,000 windows per symbol-half-year.
+    # objects, which matters to a backtest: ~17,000 windows in a 6-month, 4-symbol run.
     index = df.index.tz_convert(UTC)
     times = index.as_unit("ns").asi8
     values = df.loc[:, list(BAR_COLUMNS)].to_numpy(dtype=float)

@@ -27,10 +27,9 @@ import pandas as pd
 
 from kronos_bot.config import BarsSettings, Settings
 from kronos_bot.forecast_types import SeriesInput
-from kronos_bot.market.bars import BAR_COLUMNS, bars_frame, fetch_window, load_bars_csv
+from kronos_bot.market.bars import BAR_COLUMNS, HOUR_NS, bars_frame, fetch_window, load_bars_csv, to_ns
 
 HOUR = timedelta(hours=1)
-HOUR_NS = 3_600_000_000_000
 
 
 def csv_name(symbol: str) -> str:
@@ -216,22 +215,13 @@ class SymbolBars:
 
     def closed_range(self, start: datetime, now: datetime) -> tuple[int, int]:
         """Row range of bars opening at or after `start` and closed at `now` (open + 1 h <= now)."""
-        lo = int(np.searchsorted(self.times, _ns(start), side="left"))
-        hi = int(np.searchsorted(self.times, _ns(now) - HOUR_NS, side="right"))
+        lo = int(np.searchsorted(self.times, to_ns(start), side="left"))
+        hi = int(np.searchsorted(self.times, to_ns(now) - HOUR_NS, side="right"))
         return lo, max(lo, hi)
 
     def row(self, open_time: datetime) -> int | None:
-        i = int(np.searchsorted(self.times, _ns(open_time), side="left"))
-        return i if i < len(self.times) and self.times[i] == _ns(open_time) else None
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-
-
-def _ns(ts: datetime) -> int:
-    """Nanoseconds since the epoch of a tz-aware datetime, exactly (no float rounding)."""
-    return (ts - _EPOCH) // _US * 1000
+        i = int(np.searchsorted(self.times, to_ns(open_time), side="left"))
+        return i if i < len(self.times) and self.times[i] == to_ns(open_time) else None
 
 
 @dataclass(frozen=True)
@@ -288,8 +278,8 @@ class BarStore:
         hour without a bar (no trades) leaves the last close standing, as a market that did not trade.
         """
         bars = self._bars[symbol]
-        i = int(np.searchsorted(bars.times, _ns(t), side="left"))
-        if i < len(bars.times) and bars.times[i] == _ns(t):
+        i = int(np.searchsorted(bars.times, to_ns(t), side="left"))
+        if i < len(bars.times) and bars.times[i] == to_ns(t):
             value = bars.values[i, 0]
         elif i > 0:
             value = bars.values[i - 1, 3]

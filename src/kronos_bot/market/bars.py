@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 HOUR = timedelta(hours=1)
+HOUR_NS = 3_600_000_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 # Hours requested beyond count + max_missing_bars: covers the in-progress bar and a little slack so a
 # few missing hours at the start of the window never make a symbol "too short".
 FETCH_MARGIN_BARS = 6
@@ -107,9 +110,19 @@ def floor_hour(ts: datetime) -> datetime:
     return as_utc(ts).replace(minute=0, second=0, microsecond=0)
 
 
+def to_ns(ts: datetime) -> int:
+    """Nanoseconds since the epoch of a tz-aware datetime, exactly (no float rounding)."""
+    return (as_utc(ts) - _EPOCH) // _MICROSECOND * 1000
+
+
+def closed_mask(open_times_ns: np.ndarray, now: datetime) -> np.ndarray:
+    """Which bars (by open time, int64 ns) have closed at `now`: open + 1 h <= now."""
+    return open_times_ns + HOUR_NS <= to_ns(now)
+
+
 def closed_bars_only(df: pd.DataFrame, now: datetime) -> pd.DataFrame:
     """Drop bars still in progress at `now` (open + 1 h > now), including any dated in the future."""
-    return df[df.index + pd.Timedelta(hours=1) <= pd.Timestamp(now)]
+    return df[closed_mask(pd.DatetimeIndex(df.index).as_unit("ns").asi8, now)]
 
 
 def fetch_window(now: datetime, settings: BarsSettings) -> tuple[datetime, datetime]:
@@ -152,7 +165,7 @@ def validate_bars(symbol: str, df: pd.DataFrame, now: datetime, settings: BarsSe
     index = df.index.tz_convert(UTC)
     times = index.as_unit("ns").asi8
     values = df.loc[:, list(BAR_COLUMNS)].to_numpy(dtype=float)
-    closed = times + _HOUR_NS <= _ns(now)
+    closed = closed_mask(times, now)
     if not closed.all():
         index, times, values = index[closed], times[closed], values[closed]
     if len(times) == 0:
@@ -162,7 +175,7 @@ def validate_bars(symbol: str, df: pd.DataFrame, now: datetime, settings: BarsSe
         backwards = np.flatnonzero(np.diff(times) <= 0)
         if len(backwards):
             return problem("not_increasing", f"timestamps not strictly increasing at {_ts(index[backwards[0] + 1])}")
-    misaligned = np.flatnonzero(times % _HOUR_NS != 0)
+    misaligned = np.flatnonzero(times % HOUR_NS != 0)
     if len(misaligned):
         return problem("misaligned", f"bar open time not on the hour: {_ts(index[misaligned[0]])}")
 
@@ -190,8 +203,8 @@ def validate_bars(symbol: str, df: pd.DataFrame, now: datetime, settings: BarsSe
         return problem("stale", f"last closed bar opened {_ts(index[-1])}, closed {age_minutes:.0f} min ago "
                                 f"(max {settings.max_last_bar_age_minutes})")
 
-    window_end = _ns(floor_hour(now) - HOUR)
-    window_times = window_end - _HOUR_NS * np.arange(settings.count - 1, -1, -1, dtype=np.int64)
+    window_end = to_ns(floor_hour(now) - HOUR)
+    window_times = window_end - HOUR_NS * np.arange(settings.count - 1, -1, -1, dtype=np.int64)
     if times[0] > window_times[0]:
         have = int((times >= window_times[0]).sum())
         return problem("too_few_bars", f"{have} of {settings.count} bars since {_ts(_timestamp(window_times[0]))}; "
@@ -218,14 +231,6 @@ def validate_bars(symbol: str, df: pd.DataFrame, now: datetime, settings: BarsSe
     filled_values[gap, 4] = 0.0
     filled = tuple(_timestamp(ns).to_pydatetime() for ns in missing)
     return ValidBars(pd.DataFrame(filled_values, index=window, columns=list(BAR_COLUMNS)), filled)
-
-
-_HOUR_NS = 3_600_000_000_000
-
-
-def _ns(ts: datetime) -> int:
-    """Nanoseconds since the epoch of an aware datetime."""
-    return int(pd.Timestamp(as_utc(ts)).as_unit("ns").value)
 
 
 def _timestamp(ns: int | np.integer) -> pd.Timestamp:

@@ -51,11 +51,12 @@ class ResolvedCheckpoints:
     def identity(self, device: str, threads: int) -> dict[str, object]:
         """What `KronosPredictor.model_info()` will report once these files are loaded (configs parsed here)."""
         configs = []
-        for files, cls in ((self.model, PredictorConfig), (self.tokenizer, TokenizerConfig)):
+        for files, cls, what in ((self.model, PredictorConfig, "predictor"), (self.tokenizer, TokenizerConfig, "tokenizer")):
             try:
                 configs.append(config_to_dict(load_config(cls, files.config_path)))
             except KronosConfigError as exc:
-                raise ModelLoadError(f"cannot load {files.source}: {exc}") from exc
+                # Worded as the loader words it (`predictor._load_module`).
+                raise ModelLoadError(f"cannot load {what} {files.source}: {exc}") from exc
         return forecaster_identity(self.info(), configs[0], configs[1], device, threads)
 
 

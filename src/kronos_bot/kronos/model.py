@@ -145,11 +145,9 @@ def apply_rope(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
     return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with biased projections and RoPE on q and k.
-
-    q, k, v come from one GEMM once `fuse()` was called, and RoPE rotates q and k together.
-    """
+class AttentionWeights(nn.Module):
+    """The parameters every Kronos attention has (biased q, k, v, out projections and a rotary
+    buffer, named as in the checkpoints) and the head merge + output projection."""
 
     def __init__(self, d_model: int, n_heads: int) -> None:
         super().__init__()
@@ -160,14 +158,25 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
         self.rotary = Rotary(self.head_dim)
+
+    def merge(self, x: Tensor) -> Tensor:
+        """[R, H, L, hd] attention output -> out_proj over the merged heads, [R, L, d]."""
+        rows, _, length, _ = x.shape
+        return self.out_proj(x.transpose(1, 2).reshape(rows, length, self.n_heads * self.head_dim))
+
+
+class SelfAttention(AttentionWeights):
+    """Multi-head self-attention with biased projections and RoPE on q and k.
+
+    q, k, v come from one GEMM once `fuse()` was called, and RoPE rotates q and k together.
+    """
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__(d_model, n_heads)
         self._fused = FusedLinear()
 
     def fuse(self) -> None:
         self._fused.fuse(self.q_proj, self.k_proj, self.v_proj)
-
-    def _merge(self, x: Tensor) -> Tensor:
-        rows, _, length, _ = x.shape
-        return self.out_proj(x.transpose(1, 2).reshape(rows, length, self.n_heads * self.head_dim))
 
     def project(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """[R, L, d] -> q, k, v as [R, H, L, hd], q and k rotated; cos/sin are [*, L, 1, hd]."""
@@ -188,7 +197,7 @@ class SelfAttention(nn.Module):
         cos, sin = self.rotary.for_range(x.shape[1])
         q, k, v = self.project(x, cos, sin)
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self._merge(out), k, v
+        return self.merge(out), k, v
 
     def forward_cached(self, x: Tensor, cache: KVCache, step: CacheStep) -> Tensor:
         """New positions [N, P, d] of each path, attending the series' prefix and their own cached keys."""
@@ -381,20 +390,10 @@ class TemporalEmbedding(nn.Module):
         )
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(AttentionWeights):
     """The dependency-aware layer's attention. At inference its rotary is the identity (the table is
     built for the query length 1, i.e. position 0, for query and keys alike) and it is not causal,
     so `rotary.inv_freq` is loaded but never used."""
-
-    def __init__(self, d_model: int, n_heads: int) -> None:
-        super().__init__()
-        self.n_heads = n_heads
-        self.head_dim = d_model // n_heads
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
-        self.rotary = Rotary(self.head_dim)
 
     def heads(self, x: Tensor) -> Tensor:
         rows, length, _ = x.shape
@@ -402,10 +401,6 @@ class CrossAttention(nn.Module):
 
     def keys_values(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
         return self.heads(self.k_proj(hidden)), self.heads(self.v_proj(hidden))
-
-    def merge(self, x: Tensor) -> Tensor:
-        rows, _, length, _ = x.shape
-        return self.out_proj(x.transpose(1, 2).reshape(rows, length, self.n_heads * self.head_dim))
 
 
 class DependencyAwareLayer(nn.Module):

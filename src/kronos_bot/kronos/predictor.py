@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from .hub import DEFAULT_MODEL, CheckpointFiles, ModelLoadError
 from .identity import ResolvedCheckpoints, forecaster_identity, resolve_checkpoints
 from .model import KronosPredictorModel, KronosTokenizer
 from .weights import WeightsError, build_empty, load_weights
+
+ConfigT = TypeVar("ConfigT", PredictorConfig, TokenizerConfig)
+ModuleT = TypeVar("ModuleT", KronosPredictorModel, KronosTokenizer)
 
 COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -361,24 +365,23 @@ def build_forecaster(
 
 def load_predictor_model(files: CheckpointFiles, device: str | torch.device = "cpu") -> KronosPredictorModel:
     """Build the predictor from verified files; config/weights problems become ModelLoadError."""
-    try:
-        config = load_config(PredictorConfig, files.config_path)
-        model = build_empty(lambda: KronosPredictorModel(config), device)
-        load_weights(model, files.weights_path)
-    except (KronosConfigError, WeightsError) as exc:
-        raise ModelLoadError(f"cannot load predictor {files.source}: {exc}") from exc
-    return model
+    return _load_module(files, PredictorConfig, KronosPredictorModel, "predictor", device)
 
 
 def load_tokenizer(files: CheckpointFiles, device: str | torch.device = "cpu") -> KronosTokenizer:
     """Build the tokenizer from verified files; config/weights problems become ModelLoadError."""
+    return _load_module(files, TokenizerConfig, KronosTokenizer, "tokenizer", device)
+
+
+def _load_module(files: CheckpointFiles, config_cls: type[ConfigT], module_cls: Callable[[ConfigT], ModuleT], what: str,
+                 device: str | torch.device) -> ModuleT:
     try:
-        config = load_config(TokenizerConfig, files.config_path)
-        tokenizer = build_empty(lambda: KronosTokenizer(config), device)
-        load_weights(tokenizer, files.weights_path)
+        config = load_config(config_cls, files.config_path)
+        module = build_empty(lambda: module_cls(config), device)
+        load_weights(module, files.weights_path)
     except (KronosConfigError, WeightsError) as exc:
-        raise ModelLoadError(f"cannot load tokenizer {files.source}: {exc}") from exc
-    return tokenizer
+        raise ModelLoadError(f"cannot load {what} {files.source}: {exc}") from exc
+    return module
 
 
 __all__ = [

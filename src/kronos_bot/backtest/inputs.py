@@ -6,7 +6,8 @@ Torch-free at import (the commands' `--help` must stay fast); the model is loade
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -87,10 +88,6 @@ def load_forecaster(args: argparse.Namespace, settings: Settings) -> Forecaster:
                       threads=args.threads, lazy=True)
 
 
-def open_cache(args: argparse.Namespace) -> CacheStore:
-    return CacheStore.in_dir(args.cache_dir)
-
-
 def progress_callback(args: argparse.Namespace, label: str) -> tuple[Callable[[int, int, str], None], Callable[[], None]]:
     """(update(done, total, note), close()) drawing a progress bar on a TTY stderr unless --no-progress."""
     bar: Progress | None = None
@@ -106,3 +103,19 @@ def progress_callback(args: argparse.Namespace, label: str) -> tuple[Callable[[i
             bar.close()
 
     return update, close
+
+
+@contextlib.contextmanager
+def model_run(
+    args: argparse.Namespace, settings: Settings, label: str
+) -> Iterator[tuple[Forecaster, CacheStore, Callable[[int, int, str], None]]]:
+    """What a backtest or evaluation runs with: the (lazy) model, the forecast cache and the progress
+    callback; the cache and the progress bar are closed afterwards, whatever happened."""
+    forecaster = load_forecaster(args, settings)
+    update, close = progress_callback(args, label)
+    cache = CacheStore.in_dir(args.cache_dir)
+    try:
+        yield forecaster, cache, update
+    finally:
+        close()
+        cache.close()

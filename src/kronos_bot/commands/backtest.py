@@ -53,15 +53,9 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     except (ValueError, OSError) as exc:
         print(f"kronos-bot backtest: {exc}", file=sys.stderr)
         return 2
-    forecaster = inputs.load_forecaster(args, run_settings)
-    update, close = inputs.progress_callback(args, "backtest")
-    cache = inputs.open_cache(args)
-    try:
+    with inputs.model_run(args, run_settings, "backtest") as (forecaster, cache, update):
         run = run_backtest(run_settings, store, period, forecaster=forecaster, cache=cache, news=news, news_note=note,
                            batch_hours=args.batch_hours, progress=update)
-    finally:
-        close()
-        cache.close()
     summary = write_backtest_report(run, args.out)
     log.info("backtest.done", out=args.out, seconds=summary["seconds"])
     for line in summary_lines(summary, args.out):

@@ -47,15 +47,9 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     except (ValueError, OSError) as exc:
         print(f"kronos-bot evaluate: {exc}", file=sys.stderr)
         return 2
-    forecaster = inputs.load_forecaster(args, run_settings)
-    update, close = inputs.progress_callback(args, "evaluate")
-    cache = inputs.open_cache(args)
-    try:
+    with inputs.model_run(args, run_settings, "evaluate") as (forecaster, cache, update):
         run = run_evaluate(run_settings, store, period, forecaster=forecaster, cache=cache, options=options,
                            progress=update)
-    finally:
-        close()
-        cache.close()
     summary = write_evaluate_report(run, args.out)
     for line in table_lines(summary):
         print(line)

@@ -98,6 +98,8 @@ class BarsSettings(Section):
     backoff_seconds: float = Field(1.0, ge=0)
     # Longest single wait between attempts, Retry-After included, seconds.
     max_retry_delay_seconds: float = Field(60.0, ge=0)
+    # A bar whose true range exceeds this multiple of the window's median true range is bad data: skip the symbol.
+    max_range_multiple: float = Field(25.0, gt=1, le=1000)
     # Base URL override for Alpaca's market-data API (tests point it at a local fake server).
     data_url_override: str | None = None
 
@@ -272,6 +274,9 @@ class ExitSettings(Section):
     stop_loss_percent: float = Field(5.0, ge=0, lt=100)
     # Close any position held longer than this many hours (0 = no limit).
     max_hold_hours: float = Field(0.0, ge=0)
+    # A latest price this many percent away from the last accepted price (and outside the last closed bar's
+    # range widened by as much) is suspect: it moves nothing until the next tick or the quote mid confirms it.
+    max_price_jump_percent: float = Field(8.0, gt=0, le=100)
     backstop: BackstopSettings = BackstopSettings()
 
 
@@ -347,6 +352,8 @@ class ForecasterSettings(Section):
     max_queued_requests: int = Field(32, ge=1)
     # On SIGTERM, how long a running forecast may finish, seconds (keep below the unit's TimeoutStopSec=30).
     shutdown_timeout_seconds: float = Field(10.0, gt=0, le=25)
+    # Serve the interactive API docs (/docs) and the schema (/openapi.json); off in production.
+    api_docs: bool = False
 
 
 class JournalSettings(Section):

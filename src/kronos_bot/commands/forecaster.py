@@ -77,6 +77,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             token=token,
             log=log,
             graceful_seconds=fs.shutdown_timeout_seconds,
+            api_docs=fs.api_docs,
         )
     except StartupRefused as exc:
         log.error("forecaster.refused", reason=str(exc))

@@ -25,7 +25,7 @@ API_VERSION = "v1"
 QUANTILE_KEYS = ("p10", "p50", "p90")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 # A series id is a symbol or a label; bounded so a hostile request cannot make error messages huge.
-MAX_ID_LENGTH = 100
+MAX_ID_LENGTH = 64
 
 ErrorCode = Literal["invalid_input", "too_large", "unauthorized", "not_ready", "internal"]
 

@@ -240,11 +240,13 @@ def run(
     log: Any = None,
     notifier: Notifier | None = None,
     graceful_seconds: float = 10.0,
+    api_docs: bool = False,
 ) -> int:
     """Serve until SIGTERM/SIGINT (exit 0) or a failed model load (exit 1); call from the main thread.
 
     Exactly one of `socket_path` or `host`/`port` selects the transport. Raises StartupRefused before
     anything is bound when the configuration is unsafe (non-loopback TCP without a token).
+    `api_docs` serves /docs and /openapi.json (forecaster.api_docs; off in production).
     """
     log = log or get_logger("kronos_bot.forecaster.server")
     if socket_path is None and host is None:
@@ -258,7 +260,7 @@ def run(
     socket_inode = os.stat(socket_path).st_ino if socket_path else None
     notifier = notifier or Notifier(log=log)
     notifier.status("loading the model")
-    app = create_app(loader, limits=limits, token=token, log=log)
+    app = create_app(loader, limits=limits, token=token, log=log, api_docs=api_docs)
     server = ForecasterServer(app, sock, notifier=notifier, log=log, graceful_seconds=graceful_seconds)
 
     received: list[int] = []

@@ -10,6 +10,11 @@ Why this shape:
   health checks while torch computes.
 - Content checks happen before a request queues, with the service's limits, so a bad or oversized
   request costs nothing and its 422/413 names the series and the problem.
+- The bearer token, then the body size, are checked in pure ASGI middleware in front of FastAPI's routing:
+  a route's dependencies run only after its body is read and parsed, so a client without the token could
+  otherwise make the process buffer a body (and a chunked one declares no length to refuse it by).
+- Client text repeated in a 422 or a log line (ids, keys) is clipped, and a 422 lists a bounded number
+  of problems, so the answer to a hostile request stays small.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -39,6 +44,7 @@ from kronos_bot.forecast_types import (
     SeriesInput,
 )
 from kronos_bot.forecaster.schemas import (
+    MAX_ID_LENGTH,
     ErrorCode,
     ErrorResponse,
     ForecastRequest,
@@ -51,10 +57,16 @@ from kronos_bot.logs import get_logger
 
 ModelLoader = Callable[[], Forecaster]
 State = Literal["starting", "loading", "ready", "failed"]
+# The ASGI callables the middleware below wraps.
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Any]]
+Send = Callable[[Any], Awaitable[None]]
 # Every /v1 answer names the loaded model's fingerprint, so a client notices a restart with another model.
 MODEL_HEADER = "X-Kronos-Model"
 # Keys structlog uses itself; a model_info key with one of these names is logged under "model_<key>".
 _RESERVED_LOG_KEYS = frozenset({"event", "level", "ts", "timestamp", "logger"})
+# Shape errors listed in one 422 (and its log line); the detail still counts them all.
+MAX_LISTED_PROBLEMS = 10
 
 
 @dataclass(frozen=True)
@@ -248,8 +260,29 @@ def _error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), status_code=exc.status, headers=exc.headers)
 
 
+def _clip(text: str) -> str:
+    """Client text as an answer or a log line may repeat it: at most MAX_ID_LENGTH chars, "…" marking a cut."""
+    return text if len(text) <= MAX_ID_LENGTH else text[:MAX_ID_LENGTH - 1] + "…"
+
+
+def _series_label(body: Any, index: int) -> str:
+    """The id the client gave series `index` (clipped), or "#<index>" when it gave no scalar id.
+
+    Only scalars are shown: str() of a hostile list or object would cost as much as its size to build.
+    """
+    try:
+        raw_id = body["series"][index]["id"]
+    except (TypeError, KeyError, IndexError):
+        raw_id = None
+    return _clip(str(raw_id)) if isinstance(raw_id, str | int | float) else f"#{index}"
+
+
 def _validation_problems(exc: RequestValidationError) -> list[Problem]:
-    """Shape errors (types, missing keys, naive timestamps) as Problems naming the series when possible."""
+    """Shape errors (types, missing keys, naive timestamps) as Problems naming the series when possible.
+
+    Every location part is clipped too: for an unknown key (extra="forbid") pydantic's location *is* the
+    client's key, so an id sent as a key would otherwise come back whole, in the detail and in the problem.
+    """
     body = getattr(exc, "body", None)
     problems: list[Problem] = []
     for err in exc.errors():
@@ -257,41 +290,121 @@ def _validation_problems(exc: RequestValidationError) -> list[Problem]:
         message = str(err.get("msg", "invalid"))
         series_id: str | None = None
         if len(loc) >= 2 and loc[0] == "series" and isinstance(loc[1], int):
-            try:
-                raw_id = body["series"][loc[1]]["id"]  # type: ignore[index]
-                series_id = str(raw_id)[:100] if raw_id is not None else None
-            except (TypeError, KeyError, IndexError):
-                series_id = None
+            series_id = _series_label(body, loc[1])
             where = loc[2:]
-            if series_id is None:
-                series_id = f"#{loc[1]}"
         else:
             where = loc
-        field = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(where))
+        field = "".join(
+            f"[{p}]" if isinstance(p, int) else (f".{_clip(str(p))}" if i else _clip(str(p)))
+            for i, p in enumerate(where)
+        )
         problems.append(Problem(series=series_id, problem=f"{field}: {message}" if field else message))
     return problems
 
 
+def _needs_token(path: str) -> bool:
+    """The /v1 API needs the token; /healthz and /readyz stay open for probes and the trader's start-up wait."""
+    return path == "/v1" or path.startswith("/v1/")
+
+
+def _bearer(scope: Scope) -> tuple[bytes, bytes]:
+    """(scheme, credentials) of the request's Authorization header; empty bytes when it has none."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, credentials = bytes(value).partition(b" ")
+            return scheme, credentials.strip()
+    return b"", b""
+
+
+class BearerAuth:
+    """Pure ASGI middleware: 401 for a /v1 request without the right bearer token, before any body byte is read.
+
+    Not a FastAPI dependency on purpose: those run only once the body is read and parsed, and a 200 MB
+    chunked body from a client without the token took the process from 0.4 to 1.0 GB before its 401.
+    """
+
+    def __init__(self, app: Any, secret: bytes, log: Any) -> None:
+        self.app = app
+        self.secret = secret
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _needs_token(scope["path"]):
+            scheme, credentials = _bearer(scope)
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(credentials, self.secret):
+                self.log.warning("forecaster.unauthorized", path=scope["path"], has_header=bool(scheme))
+                error = ApiError(401, "unauthorized", "missing or wrong bearer token",
+                                 headers={"WWW-Authenticate": "Bearer"})
+                await _error_response(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _too_large(max_bytes: int) -> JSONResponse:
+    return _error_response(ApiError(413, "too_large", f"request body over {max_bytes} bytes"))
+
+
+class _CountedBody:
+    """One request's receive/send for the app: counts the body bytes and answers 413 when they pass the limit.
+
+    After the 413 the app is told the client is gone (http.disconnect), so it stops reading, and whatever
+    it answers to that is dropped: the client already has its one answer. When the app had started its own
+    answer, no 413 is sent (a response cannot be replaced), the app just reads no further.
+    """
+
+    def __init__(self, max_bytes: int, scope: Scope, receive: Receive, send: Send) -> None:
+        self.max_bytes = max_bytes
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self.received = 0
+        self.over_limit = False
+        self.app_answering = False
+        self.refused = False
+
+    async def receive(self) -> Any:
+        if self.over_limit:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.max_bytes:
+                self.over_limit = True
+                if not self.app_answering:
+                    self.refused = True
+                    await _too_large(self.max_bytes)(self.scope, self._receive, self._send)
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Any) -> None:
+        if self.refused:
+            return
+        if message["type"] == "http.response.start":
+            self.app_answering = True
+        await self._send(message)
+
+
 class BodySizeLimit:
-    """Pure ASGI middleware: 413 on a declared Content-Length over the limit, before the body is read."""
+    """Pure ASGI middleware: 413 as soon as a request body passes the limit, its length declared or not.
+
+    A declared Content-Length over the limit is refused before any byte is read; any other body (chunked
+    bodies declare nothing) is counted as the app reads it, and the rest is never read, so never buffered.
+    """
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(
-        self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[Any]],
-        send: Callable[[Any], Awaitable[None]],
-    ) -> None:
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", ()):
-                if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                    error = ApiError(413, "too_large", f"request body over {self.max_bytes} bytes")
-                    await _error_response(error)(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _too_large(self.max_bytes)(scope, receive, send)
+                return
+        body = _CountedBody(self.max_bytes, scope, receive, send)
+        await self.app(scope, body.receive, body.send)
 
 
 def create_app(
@@ -300,14 +413,16 @@ def create_app(
     limits: ServiceLimits | None = None,
     token: str | None = None,
     log: Any = None,
+    api_docs: bool = False,
 ) -> FastAPI:
     """The forecaster app; the model loads (in a thread) when the app starts, not when it is created.
 
     `token`: when set, every /v1 endpoint needs `Authorization: Bearer <token>` (401 otherwise);
     /healthz and /readyz stay open so probes and the trader's start-up wait need no secret.
+    `api_docs`: serve /docs and /openapi.json; off by default, as production needs no map of the API
+    for whoever can connect.
     """
     service = ForecastService(loader, limits or ServiceLimits(), log)
-    secret = token.encode("utf-8") if token else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -317,18 +432,19 @@ def create_app(
         finally:
             service.close()
 
-    app = FastAPI(title="kronos-bot forecaster", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="kronos-bot forecaster",
+        version="1",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if api_docs else None,
+        docs_url="/docs" if api_docs else None,
+        redoc_url=None,
+    )
     app.state.service = service
     app.add_middleware(BodySizeLimit, max_bytes=service.limits.max_body_bytes)
-
-    def require_token(request: Request) -> None:
-        if secret is None:
-            return
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode("utf-8"), secret):
-            service.log.warning("forecaster.unauthorized", path=request.url.path, has_header=bool(scheme))
-            raise ApiError(401, "unauthorized", "missing or wrong bearer token",
-                           headers={"WWW-Authenticate": "Bearer"})
+    if token:
+        # Added last, so it runs first: a client without the token gets 401, never a hint about sizes.
+        app.add_middleware(BearerAuth, secret=token.encode("utf-8"), log=service.log)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -337,8 +453,9 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = _validation_problems(exc)
-        service.log.warning("forecast.rejected", status=422, problems=[p.model_dump() for p in problems[:10]])
-        return _error_response(ApiError(422, "invalid_input", _summary(problems), problems))
+        listed = problems[:MAX_LISTED_PROBLEMS]
+        service.log.warning("forecast.rejected", status=422, problems=[p.model_dump() for p in listed])
+        return _error_response(ApiError(422, "invalid_input", _summary(problems), listed))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -358,13 +475,13 @@ def create_app(
             body["error"] = service.load_error
         return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
 
-    @app.get("/v1/model", dependencies=[Depends(require_token)])
+    @app.get("/v1/model")
     async def model_info() -> JSONResponse:
         if service.state != "ready":
             raise ApiError(503, "not_ready", f"model not loaded ({service.state})", headers={"Retry-After": "2"})
         return JSONResponse(jsonable_encoder(service.public_info()), headers={MODEL_HEADER: service.fingerprint})
 
-    @app.post("/v1/forecast", dependencies=[Depends(require_token)], response_model=ForecastResponse)
+    @app.post("/v1/forecast", response_model=ForecastResponse)
     async def forecast(request: ForecastRequest, http_response: Response) -> ForecastResponse:
         try:
             response = await service.forecast(request)

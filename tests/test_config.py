@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -184,3 +188,290 @@ def test_fingerprint_changes_with_thresholds_not_secrets(monkeypatch: pytest.Mon
     assert load_settings(SHIPPED_CONFIG).fingerprint() == base
     monkeypatch.setenv("KRONOS_BOT__RISK__COOLDOWN_MINUTES", "30")
     assert load_settings(SHIPPED_CONFIG).fingerprint() != base
+
+
+# ----- issue #12 item 5: config holes -----
+
+SECRET_NAMES_AS_WRITTEN = [
+    "alpaca_api_key", "ALPACA_API_KEY", "Alpaca_Secret_Key", "ALPACA_SECRET_KEY", "hf_token", "HF_TOKEN",
+    "forecaster_token", "KRONOS_BOT_FORECASTER_TOKEN", "kronos_bot_forecaster_token", "live_trading_confirm",
+    "KRONOS_BOT_LIVE_TRADING", "APCA_API_KEY_ID", "apca_api_secret_key", "alpaca-secret-key",
+]
+
+
+@pytest.mark.parametrize("name", SECRET_NAMES_AS_WRITTEN)
+def test_secret_in_yaml_is_refused_under_any_name_and_case(tmp_path: Path, name: str) -> None:
+    data = shipped()
+    data[name] = "sekrit-value-123"
+    with pytest.raises(ConfigError) as err:
+        load_settings(write_yaml(tmp_path, data))
+    message = str(err.value)
+    assert f"  {name}: secrets belong in the environment or .env (as " in message
+    assert str(tmp_path / "bot.yaml") in message
+    assert "sekrit-value-123" not in message
+
+
+@pytest.mark.parametrize(
+    ("section", "name"),
+    [(("broker",), "alpaca_secret_key"), (("gates", "kronos"), "HF_TOKEN"), (("forecaster",), "Kronos_Bot_Forecaster_Token")],
+)
+def test_secret_nested_in_a_section_is_refused_as_a_secret(tmp_path: Path, section: tuple[str, ...], name: str) -> None:
+    data = shipped()
+    node = data
+    for key in section:
+        node = node[key]
+    node[name] = "nested-sekrit-456"
+    with pytest.raises(ConfigError) as err:
+        load_settings(write_yaml(tmp_path, data))
+    message = str(err.value)
+    assert f"{'.'.join(section)}.{name}: secrets belong in the environment or .env" in message
+    assert "unknown key" not in message
+    assert "nested-sekrit-456" not in message
+
+
+def test_secret_names_come_from_the_settings_fields_and_aliases() -> None:
+    from pydantic import AliasChoices
+
+    from kronos_bot.config import SECRET_FIELDS, secret_key_names
+
+    names = secret_key_names()
+    for field in SECRET_FIELDS:
+        assert field in names
+        alias = Settings.model_fields[field].validation_alias
+        assert isinstance(alias, AliasChoices)
+        for choice in alias.choices:
+            assert str(choice).lower() in names
+            assert names[str(choice).lower()] == alias.choices[0]
+    assert names["apca_api_secret_key"] == "ALPACA_SECRET_KEY"
+    assert "symbols" not in names and "journal" not in names
+
+
+def test_kronos_only_above_triple_confirmed_is_refused(tmp_path: Path) -> None:
+    data = shipped()
+    data["engine"]["tiers"] = {"triple_confirmed": 0.5, "kronos_only": 0.9}
+    with pytest.raises(ConfigError) as err:
+        load_settings(write_yaml(tmp_path, data))
+    message = str(err.value)
+    assert "engine.tiers.kronos_only: " in message
+    assert "must not exceed triple_confirmed (0.5)" in message
+    assert "a partial confirmation must never be sized above a full one" in message
+
+
+def test_kronos_only_equal_to_triple_confirmed_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = shipped()
+    data["engine"]["tiers"] = {"triple_confirmed": 0.7, "kronos_only": 0.7}
+    settings = load_settings(write_yaml(tmp_path, data))
+    assert settings.engine.tiers.kronos_only == settings.engine.tiers.triple_confirmed == 0.7
+    monkeypatch.setenv("KRONOS_BOT__ENGINE__TIERS__TRIPLE_CONFIRMED", "0.5")
+    with pytest.raises(ConfigError) as err:
+        load_settings(write_yaml(tmp_path, data))
+    assert "engine.tiers.kronos_only" in str(err.value)
+
+
+def _float_setting_paths(model: type, prefix: str = "") -> list[str]:
+    """Dotted paths of every float setting, found from the models (Annotated aliases and optionals included)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    paths: list[str] = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths += _float_setting_paths(annotation, f"{prefix}{name}.")
+        elif annotation is float or float in typing.get_args(annotation):
+            paths.append(prefix + name)
+    return paths
+
+
+FLOAT_SETTINGS = _float_setting_paths(Settings)
+
+
+def test_the_float_settings_walk_finds_every_kind() -> None:
+    for path in ("sizing.fixed_usd", "engine.tiers.kronos_only", "gates.sentiment.fear_greed.weight",
+                 "bars.request_timeout_seconds", "exits.backstop.limit_offset_percent", "broker.sim.fee_percent"):
+        assert path in FLOAT_SETTINGS
+    assert len(FLOAT_SETTINGS) > 30
+
+
+@pytest.mark.parametrize("path", FLOAT_SETTINGS)
+def test_non_finite_numbers_are_refused_for_every_float_setting(tmp_path: Path, path: str) -> None:
+    keys = path.split(".")
+    for literal in (".inf", "-.inf", ".nan"):
+        data = shipped()
+        node = data
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = "PLACEHOLDER"
+        config = tmp_path / "bot.yaml"
+        config.write_text(yaml.safe_dump(data).replace("PLACEHOLDER", literal), encoding="utf-8")
+        with pytest.raises(ConfigError) as err:
+            load_settings(config)
+        assert f"{path}: Input should be a finite number, not infinity or NaN" in str(err.value), literal
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "key"),
+    [
+        ("KRONOS_BOT__SIZING__FIXED_USD", "inf", "sizing.fixed_usd"),
+        ("KRONOS_BOT__GATES__KRONOS__MIN_CONFIDENCE", "nan", "gates.kronos.min_confidence"),
+        ("KRONOS_BOT__EXITS__MAX_HOLD_HOURS", "Infinity", "exits.max_hold_hours"),
+    ],
+)
+def test_non_finite_numbers_from_the_environment_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, key: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings(SHIPPED_CONFIG)
+    message = str(err.value)
+    assert f"{key}: Input should be a finite number, not infinity or NaN" in message
+    assert f"[set by environment variable {variable}]" in message
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n# and another\n", "null\n", "~\n", "---\n"])
+def test_empty_file_is_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bot.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert str(err.value) == (
+        f"invalid configuration ({path}):\n"
+        "  (file): is empty (no settings, only comments or null); start from config/bot.yaml"
+    )
+
+
+def test_non_utf8_file_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bot.yaml"
+    path.write_bytes(b"symbols: [BTC/USD]\nbars: {count: 60}  # \xff\xfe\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert f"invalid configuration ({path}):\n  (file): is not UTF-8 text (" in str(err.value)
+
+
+def test_explicit_empty_mapping_still_means_the_defaults(tmp_path: Path) -> None:
+    assert load_settings(write_yaml(tmp_path, {})).bars.count == 60
+
+
+# ----- journal path -----
+
+
+def test_journal_path_problem_accepts_usable_paths_and_creates_nothing(tmp_path: Path) -> None:
+    from kronos_bot.config import journal_path_problem
+
+    assert journal_path_problem("var/kronos-bot.sqlite") is None
+    assert journal_path_problem(str(tmp_path / "a" / "b" / "journal.sqlite")) is None
+    assert journal_path_problem(":memory:") is None
+    (tmp_path / "existing.sqlite").write_bytes(b"")
+    assert journal_path_problem("existing.sqlite") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.sqlite"]
+
+
+def test_journal_path_problem_names_what_is_in_the_way(tmp_path: Path) -> None:
+    from kronos_bot.config import journal_path_problem
+
+    (tmp_path / "afile").write_text("not a directory")
+    (tmp_path / "adir").mkdir()
+    assert journal_path_problem("afile/journal.sqlite") == f"its directory {tmp_path / 'afile'} is not a directory"
+    assert journal_path_problem("afile/x/y/journal.sqlite") == (
+        f"its directory {tmp_path / 'afile/x/y'} does not exist and cannot be created: "
+        f"{tmp_path / 'afile'} is not a directory"
+    )
+    assert journal_path_problem("adir") == f"{tmp_path / 'adir'} is a directory; give the path of a file inside it"
+    assert journal_path_problem("adir/") == "ends with a slash; give the path of a file (e.g. var/kronos-bot.sqlite)"
+    assert journal_path_problem("") == "is empty; give the journal's file path (e.g. var/kronos-bot.sqlite)"
+    assert journal_path_problem("/dev/null") == "/dev/null exists and is not a regular file"
+
+
+def test_journal_path_problem_reports_unwritable_directories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Permission bits do not stop root, so os.access is faked here; the real-bits variant follows."""
+    from kronos_bot import config
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "journal.sqlite").write_bytes(b"")
+    real_access = os.access
+    monkeypatch.setattr(config.os, "access", lambda p, mode: False if str(p) == str(locked) else real_access(p, mode))
+    assert config.journal_path_problem("locked/journal.sqlite").startswith(f"its directory {locked} is not writable by ")
+    assert config.journal_path_problem("locked/new/journal.sqlite").startswith(
+        f"its directory {locked / 'new'} does not exist and cannot be created: {locked} is not writable by "
+    )
+    monkeypatch.setattr(
+        config.os, "access",
+        lambda p, mode: False if str(p).endswith("journal.sqlite") else real_access(p, mode),
+    )
+    assert config.journal_path_problem("locked/journal.sqlite").startswith(
+        f"the file {locked / 'journal.sqlite'} exists but is not readable and writable by "
+    )
+
+
+def test_journal_path_problem_with_real_permission_bits(tmp_path: Path) -> None:
+    from kronos_bot.config import journal_path_problem
+
+    if os.getuid() == 0:
+        pytest.skip("root writes through permission bits")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "journal.sqlite").write_bytes(b"")
+    (tmp_path / "ro.sqlite").write_bytes(b"")
+    (tmp_path / "ro.sqlite").chmod(0o400)
+    locked.chmod(0o500)
+    try:
+        assert "is not writable by" in (journal_path_problem("locked/journal.sqlite") or "")
+        assert "cannot be created" in (journal_path_problem("locked/sub/journal.sqlite") or "")
+        assert "exists but is not readable and writable" in (journal_path_problem("ro.sqlite") or "")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_journal_path_problem_on_a_read_only_tree_even_as_root() -> None:
+    from kronos_bot.config import journal_path_problem
+
+    if os.access("/proc/sys", os.W_OK):
+        pytest.skip("/proc/sys is writable here")
+    assert (journal_path_problem("/proc/sys/kronos/journal.sqlite") or "").startswith(
+        "its directory /proc/sys/kronos does not exist and cannot be created: /proc/sys is not writable by "
+    )
+
+
+def test_check_journal_path_raises_a_config_error_naming_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kronos_bot.config import check_journal_path
+
+    (tmp_path / "afile").write_text("x")
+    config = write_yaml(tmp_path, {**shipped(), "journal": {"path": "afile/journal.sqlite"}})
+    settings = load_settings(config)
+    with pytest.raises(ConfigError) as err:
+        check_journal_path(settings, config)
+    assert str(err.value) == (
+        f"invalid configuration ({config}):\n"
+        f"  journal.path: its directory {tmp_path / 'afile'} is not a directory (got 'afile/journal.sqlite')"
+    )
+    monkeypatch.setenv("KRONOS_BOT__JOURNAL__PATH", "/dev/null")
+    with pytest.raises(ConfigError) as err:
+        check_journal_path(load_settings(config), config)
+    assert "[set by environment variable KRONOS_BOT__JOURNAL__PATH]" in str(err.value)
+    monkeypatch.delenv("KRONOS_BOT__JOURNAL__PATH")
+    check_journal_path(load_settings(SHIPPED_CONFIG), SHIPPED_CONFIG)  # var/ under a writable cwd: fine
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    entry_point = shutil.which("kronos-bot", path=str(Path(sys.executable).parent))
+    assert entry_point, "the kronos-bot console script is not installed next to this Python"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONOS_BOT", "ALPACA_"))}
+    return subprocess.run([entry_point, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("command", [("config", "check"), ("run",), ("once", "--trade"), ("once",)])
+def test_unusable_journal_refuses_config_check_run_and_once(tmp_path: Path, command: tuple[str, ...]) -> None:
+    (tmp_path / "afile").write_text("x")
+    config = write_yaml(tmp_path, {**shipped(), "journal": {"path": "afile/journal.sqlite"}})
+    result = _cli(*command, "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert (
+        f"kronos-bot: invalid configuration ({config}):\n"
+        f"  journal.path: its directory {tmp_path / 'afile'} is not a directory (got 'afile/journal.sqlite')\n"
+        "kronos-bot: refusing to start; fix the configuration and try again.\n"
+    ) == result.stderr
+    assert "Traceback" not in result.stderr
+    assert "config OK" not in result.stderr

@@ -3,6 +3,8 @@
 Precedence (highest first): environment variables `KRONOS_BOT__SECTION__KEY`, then `.env`, then the YAML
 file, then the defaults below. Every section forbids unknown keys so a typo in YAML refuses to start
 instead of silently using a default; `ConfigError` carries the file, the dotted key path and the reason.
+For the same reason an empty file, a secret written in the YAML (under any of its names, in any case, at
+any depth) and a non-finite number (.inf / .nan, or "inf" from the environment) are refused too.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ DEFAULT_CONFIG_PATH = Path("config/bot.yaml")
 ENV_PREFIX = "KRONOS_BOT__"
 ENV_DELIMITER = "__"
 SECRET_FIELDS = ("alpaca_api_key", "alpaca_secret_key", "hf_token", "forecaster_token", "live_trading_confirm")
+# Alpaca's own SDK names for the two keys: the bot does not read them, but written in the YAML they are
+# still secrets, and the refusal points at the variable the bot does read.
+FOREIGN_SECRET_NAMES = {"APCA_API_KEY_ID": "alpaca_api_key", "APCA_API_SECRET_KEY": "alpaca_secret_key"}
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 SizeFraction = Annotated[float, Field(gt=0.0, le=1.0)]
@@ -50,7 +55,9 @@ _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,10}/USD$")
 class Section(BaseModel):
     """Base of every YAML section: unknown keys are errors, values are validated on assignment too."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # allow_inf_nan=False: `.inf` as a size or `.nan` as a threshold passes every `gt`/`le` bound that
+    # pydantic checks (or fails it with a misleading reason), so non-finite floats are refused outright.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
 class ScheduleSettings(Section):
@@ -222,8 +229,20 @@ class GatesSettings(Section):
 class TierSettings(Section):
     # Size multiplier when technical, sentiment and Kronos all confirm (0-1].
     triple_confirmed: SizeFraction = 1.0
-    # Size multiplier when Kronos confirms but not all three gates do (0-1].
+    # Size multiplier when Kronos confirms but not all three gates do (0-1]; at most triple_confirmed.
     kronos_only: SizeFraction = 0.6
+
+    @field_validator("kronos_only")
+    @classmethod
+    def _not_above_triple(cls, value: float, info: ValidationInfo) -> float:
+        """A partial confirmation sized above a full one would reward the weaker signal with more money."""
+        triple = info.data.get("triple_confirmed")
+        if triple is not None and value > triple:
+            raise ValueError(
+                f"must not exceed triple_confirmed ({triple}): a partial confirmation must never be sized "
+                "above a full one"
+            )
+        return value
 
 
 class EngineSettings(Section):
@@ -378,6 +397,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="forbid",
         case_sensitive=False,
+        allow_inf_nan=False,
     )
 
     # Symbols traded, in BASE/USD form.
@@ -489,6 +509,10 @@ class ConfigError(Exception):
         super().__init__("\n".join(lines))
 
 
+# The CLI's last line under a ConfigError; commands that refuse after loading (journal checks) print it too.
+START_REFUSED = "refusing to start; fix the configuration and try again."
+
+
 def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
     """--config, else $KRONOS_BOT_CONFIG (environment, then .env), else config/bot.yaml."""
     if explicit:
@@ -497,6 +521,48 @@ def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
     if not from_env and Path(".env").is_file():
         from_env = dotenv_values(".env").get(CONFIG_ENV_VAR)
     return Path(from_env) if from_env else DEFAULT_CONFIG_PATH
+
+
+def _normal_key(name: str) -> str:
+    """Key spelling that ignores case and `-` vs `_`, so `Alpaca-Secret-Key` is caught like `ALPACA_SECRET_KEY`."""
+    return name.casefold().replace("-", "_")
+
+
+def secret_key_names() -> dict[str, str]:
+    """Every name a secret may be written under (normalised) -> the environment variable that carries it.
+
+    Derived from the Settings fields in SECRET_FIELDS and their validation aliases, so a secret added there
+    is refused in the YAML without a second list to keep in step; only Alpaca's SDK names are added by hand.
+    """
+    names: dict[str, str] = {}
+    for field in SECRET_FIELDS:
+        alias = Settings.model_fields[field].validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias] if alias else []
+        env_names = [choice for choice in choices if isinstance(choice, str)]
+        carrier = env_names[0] if env_names else field.upper()
+        for name in (field, *env_names):
+            names[_normal_key(name)] = carrier
+    for foreign, field in FOREIGN_SECRET_NAMES.items():
+        names[_normal_key(foreign)] = names[_normal_key(field)]
+    return names
+
+
+def _secrets_in(data: Any, names: dict[str, str], prefix: str = "") -> list[tuple[str, str]]:
+    """(key path as written, carrier variable) for every secret-named key at any depth; values never read."""
+    found: list[tuple[str, str]] = []
+    if isinstance(data, dict):
+        items: list[tuple[str, Any]] = [(str(key), value) for key, value in data.items()]
+    elif isinstance(data, list):
+        items = [(str(index), value) for index, value in enumerate(data)]
+    else:
+        return found
+    for key, value in items:
+        carrier = names.get(_normal_key(key))  # list indices never match a name
+        if carrier is not None:
+            found.append((prefix + key, carrier))
+        else:
+            found += _secrets_in(value, names, f"{prefix}{key}.")
+    return found
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -508,17 +574,26 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [("(syntax)", str(exc).replace("\n", " "))]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [("(file)", f"is not UTF-8 text ({exc.reason} at byte {exc.start})")]) from exc
     except OSError as exc:
         raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from exc
     if data is None:
-        return {}
+        # An empty, truncated or all-comments file is far likelier an accident than a wish for the defaults
+        # (which `{}` still states explicitly).
+        raise ConfigError(
+            str(path), [("(file)", "is empty (no settings, only comments or null); start from config/bot.yaml")]
+        )
     if not isinstance(data, dict):
         raise ConfigError(str(path), [("(top level)", "must be a mapping of sections")])
-    leaked = [name for name in SECRET_FIELDS if name in data]
+    leaked = _secrets_in(data, secret_key_names())
     if leaked:
         raise ConfigError(
             str(path),
-            [(name, "secrets belong in the environment or .env, not in the YAML file") for name in leaked],
+            [
+                (key, f"secrets belong in the environment or .env (as {carrier}), not in the YAML file")
+                for key, carrier in leaked
+            ],
         )
     return data
 
@@ -540,6 +615,8 @@ def _format_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
         loc = [str(part) for part in err["loc"]]
         key = ".".join(loc) if loc else "(top level)"
         reason = err["msg"]
+        if err["type"] == "finite_number":  # pydantic's own text does not say what was wrong with `inf`
+            reason = "Input should be a finite number, not infinity or NaN"
         if err["type"] == "extra_forbidden":
             reason = "unknown key"
         elif "input" in err and err["type"] not in ("missing",) and not any(s in key for s in SECRET_FIELDS):
@@ -562,3 +639,73 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         raise ConfigError(str(config_path), _format_validation_error(exc)) from None
     finally:
         _YAML_DATA.reset(token)
+
+
+def _who() -> str:
+    """The user the checks were made for, so "not writable" says by whom (a service user is often not you)."""
+    uid = os.getuid()
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def journal_path_problem(path: str) -> str | None:
+    """Why the journal file at `path` cannot be used, or None when it can; creates and changes nothing.
+
+    The journal is SQLite in WAL mode, so it needs the file readable and writable and its directory writable
+    too (SQLite creates `-wal` and `-shm` files beside it); `Journal()` creates a missing directory, which
+    works when the nearest existing ancestor is writable. Checked up front because the alternative is a raw
+    sqlite/OSError traceback from deep inside start-up. Uses os.access (real uid; read-only mounts count),
+    so for root only a read-only filesystem or something in the way (a file where a directory belongs, a
+    directory where the file belongs) is a problem. A pseudo-filesystem that refuses mkdir even to root
+    (/proc, /sys) passes: only trying would tell, and this check must not create anything.
+    """
+    if path == ":memory:":
+        return None
+    if not path.strip():
+        return "is empty; give the journal's file path (e.g. var/kronos-bot.sqlite)"
+    if path.endswith(("/", os.sep)):
+        return "ends with a slash; give the path of a file (e.g. var/kronos-bot.sqlite)"
+    if os.path.isdir(path):
+        return f"{os.path.abspath(path)} is a directory; give the path of a file inside it"
+    target = os.path.abspath(path)
+    directory = os.path.dirname(target)
+    existing = directory  # the nearest ancestor that exists: where Journal() would start creating directories
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if existing == directory:
+        subject = f"its directory {directory}"
+    else:
+        subject = f"its directory {directory} does not exist and cannot be created: {existing}"
+    if not os.path.isdir(existing):
+        return f"{subject} is not a directory"
+    if not os.access(existing, os.W_OK):
+        return f"{subject} is not writable by {_who()}"
+    if not os.access(existing, os.X_OK):
+        return f"{subject} is not searchable (no x permission) by {_who()}"
+    if os.path.exists(target):
+        if not os.path.isfile(target):
+            return f"{target} exists and is not a regular file"
+        if not os.access(target, os.R_OK | os.W_OK):
+            return f"the file {target} exists but is not readable and writable by {_who()}"
+    return None
+
+
+def check_journal_path(settings: Settings, config_path: str | os.PathLike[str] | None) -> None:
+    """Raise ConfigError(journal.path: reason) when the journal cannot be used, for commands that write it.
+
+    Not part of load_settings, which every command runs: the commands that only read (status, decisions,
+    backtest) must not be refused over a journal they never write. `config check`, `run` and `once` call it
+    before anything is built, so the refusal reads like every other configuration error.
+    """
+    reason = journal_path_problem(settings.journal.path)
+    if reason is None:
+        return
+    reason = f"{reason} (got {settings.journal.path!r})"
+    env_name = _env_override_for("journal.path")
+    if env_name:
+        reason = f"{reason} [set by environment variable {env_name}]"
+    raise ConfigError(str(resolve_config_path(config_path)), [("journal.path", reason)])

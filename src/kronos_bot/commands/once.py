@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from kronos_bot.config import Settings
+from kronos_bot.cli import EXIT_CONFIG_ERROR
+from kronos_bot.config import START_REFUSED, ConfigError, Settings, check_journal_path
 
 NAME = "once"
 HELP = "run one entry cycle now and print the decisions (places orders only with --trade)"
@@ -24,6 +26,12 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     from kronos_bot.trader import build_trader_parts
 
     log = get_logger("kronos_bot.once")
+    # With or without --trade: the cycle journals its decisions, so build_trader_parts always opens the journal.
+    try:
+        check_journal_path(settings, getattr(args, "config", None))
+    except ConfigError as exc:
+        print(f"kronos-bot: {exc}\nkronos-bot: {START_REFUSED}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
     try:
         parts = build_trader_parts(settings)
     except LiveTradingRefused as exc:

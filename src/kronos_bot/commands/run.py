@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from kronos_bot.config import Settings
+from kronos_bot.cli import EXIT_CONFIG_ERROR
+from kronos_bot.config import START_REFUSED, ConfigError, Settings, check_journal_path
 
 NAME = "run"
 HELP = "run the trader daemon: entry cycle every 15 min, exit monitor every 60 s (dry run without Alpaca keys)"
@@ -20,6 +22,11 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     from kronos_bot.trader import TraderDaemon, build_trader_parts
 
     log = get_logger("kronos_bot.run")
+    try:  # before build_trader_parts opens it: a plain refusal instead of a sqlite traceback
+        check_journal_path(settings, getattr(args, "config", None))
+    except ConfigError as exc:
+        print(f"kronos-bot: {exc}\nkronos-bot: {START_REFUSED}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
     try:
         parts = build_trader_parts(settings)
     except LiveTradingRefused as exc:

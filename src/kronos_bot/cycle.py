@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from kronos_bot.broker.base import BrokerUnavailable
+from kronos_bot.broker.base import BrokerAuthError, BrokerUnavailable
 from kronos_bot.config import Settings
 from kronos_bot.domain import (
     Action,
@@ -40,6 +40,7 @@ from kronos_bot.journal import Journal
 from kronos_bot.logs import bound_context, get_logger
 from kronos_bot.market.bars import BarsProblem
 from kronos_bot.market.news import FearGreedProvider, NewsFeed
+from kronos_bot.prices import PriceBook
 from kronos_bot.reconcile import Reconciler
 
 log = get_logger("kronos_bot.cycle")
@@ -58,6 +59,14 @@ class CycleReport:
     durations: dict[str, float] = field(default_factory=dict)
     status: str = "ok"
     journal_cycle_id: int | None = None
+
+
+def report_broker_down(health: DegradedTracker, exc: BrokerUnavailable, what: str) -> None:
+    """Refused keys are their own degraded state (with the fix); anything else is `broker`."""
+    if isinstance(exc, BrokerAuthError):
+        health.set("broker_auth", str(exc), fix=BrokerAuthError.FIX)
+    else:
+        health.set("broker", f"{what}: {exc}")
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -125,6 +134,7 @@ class EntryCycle:
         fear_greed: FearGreedProvider | None = None,
         forecast_cache: ForecastCache | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        price_book: PriceBook | None = None,
     ) -> None:
         self.settings = settings
         self.journal = journal
@@ -137,6 +147,7 @@ class EntryCycle:
         self.fear_greed = fear_greed
         self.forecast_cache = forecast_cache or ForecastCache()
         self.clock = clock
+        self.price_book = price_book
         self.last_report: CycleReport | None = None
 
     def run(self, *, trade: bool = True, now: datetime | None = None) -> CycleReport:
@@ -181,6 +192,11 @@ class EntryCycle:
 
         with self._stage(report, "bars"):
             bars, problems = self._bars(symbols, now)
+            if self.price_book is not None:
+                # The last closed bar's range: the exit monitor's second reference for a suspect price.
+                self.price_book.note_bars({
+                    s: (Decimal(str(df["low"].iloc[-1])), Decimal(str(df["high"].iloc[-1]))) for s, df in bars.items()
+                })
 
         with self._stage(report, "technical"):
             technical = {s: technical_gate(df, self.settings.gates.technical) for s, df in bars.items()}
@@ -215,9 +231,17 @@ class EntryCycle:
         try:
             result = self.reconciler.run(now)
         except BrokerUnavailable as exc:
-            self.health.set("broker", f"reconcile failed: {exc}")
+            self._broker_down(exc, "reconcile failed")
             return
-        self.health.update("broker", None if getattr(result, "ok", True) else "reconcile incomplete")
+        error = getattr(result, "error", None)
+        if error is not None:
+            self._broker_down(error, "reconcile incomplete")
+        else:
+            self.health.clear("broker")
+            self.health.clear("broker_auth")
+
+    def _broker_down(self, exc: BrokerUnavailable, what: str) -> None:
+        report_broker_down(self.health, exc, what)
 
     def _bars(self, symbols: list[str], now: datetime) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
         try:
@@ -264,11 +288,12 @@ class EntryCycle:
         try:
             risk = self.executor.risk_state(now)
         except BrokerUnavailable as exc:
-            self.health.set("broker", f"account unavailable: {exc}")
+            self._broker_down(exc, "account unavailable")
+            reason = "broker_auth" if isinstance(exc, BrokerAuthError) else "broker_unavailable"
             return {
                 g.symbol: Decision(
                     symbol=g.symbol, action=Action.SKIP, tier=None, notional=Decimal(0),
-                    reasons=["broker_unavailable"], decided_at=now, detail=f"account: {exc}",
+                    reasons=[reason], decided_at=now, detail=f"account: {exc}",
                 )
                 for g in gate_results
             }

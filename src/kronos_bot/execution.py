@@ -7,8 +7,11 @@ The rules that make it safe, in one place:
   * Never twice: a re-run of the same cycle finds the intent and resolves it instead of resubmitting.
   * Fees in the coin: the held quantity comes from the broker's position (before/after the buy), never
     from filled qty; exits sell min(broker qty, journal qty), so the bot never sells coins it did not buy.
-  * Backstop: a GTC stop_limit sell at the current stop, moved up in steps; it is cancelled before a
-    market exit, and if it filled meanwhile the broker's state wins (exit reason `backstop`).
+  * Backstop: a GTC stop_limit sell at the current stop, moved up in steps (`backstops`); every backstop
+    of ours on the coins is cancelled and confirmed before a market exit, and if one filled meanwhile the
+    broker's state wins (exit reason `backstop`, at its real fill price).
+  * P&L from the journal: a position's exit is made of every sell of it that filled, whichever order the
+    coins left through; an own order is never taken for someone else's (`external`).
 Everything here is I/O at the edge; the decisions themselves come from `engine` and `exits`.
 """
 
@@ -21,13 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from kronos_bot.backstops import Backstops
 from kronos_bot.broker.base import (
     QTY_STEP_DEFAULT,
     ZERO,
     Broker,
     BrokerPosition,
     BrokerUnavailable,
-    OrderNotFound,
     OrderRejected,
     OrderResult,
     OrderSide,
@@ -40,13 +43,11 @@ from kronos_bot.broker.base import (
 from kronos_bot.config import Settings
 from kronos_bot.domain import Action, Decision
 from kronos_bot.engine import RiskState
-from kronos_bot.exits import ExitReason, backstop_needs_replace, backstop_prices, initial_state
-from kronos_bot.journal import ORDER_SKIPPED, ORDER_UNKNOWN, Journal, OrderRecord, PositionRecord
+from kronos_bot.exits import ExitReason, initial_state
+from kronos_bot.journal import ORDER_UNKNOWN, Journal, OrderRecord, PositionRecord
 from kronos_bot.logs import get_logger
+from kronos_bot.orders import FILL_POLL_SECONDS, OrderDesk, fee_rate, own_kind
 
-HUNDRED = Decimal(100)
-# Poll interval while waiting (up to broker.fill_timeout_seconds) for a market order to fill.
-FILL_POLL_SECONDS = 0.5
 # A partially filled exit whose remainder was cancelled is topped up at most this many times.
 MAX_EXIT_ORDERS = 3
 
@@ -86,84 +87,23 @@ class Executor:
         self.journal = journal
         self.settings = settings
         self.clock = clock
-        self.sleep = sleep
         # None: the config's broker.fill_timeout_seconds.
-        self.fill_timeout_seconds = (
-            settings.broker.fill_timeout_seconds if fill_timeout_seconds is None else fill_timeout_seconds
+        self.desk = OrderDesk(
+            broker, journal, clock=clock, sleep=sleep,
+            fill_timeout_seconds=(
+                settings.broker.fill_timeout_seconds if fill_timeout_seconds is None else fill_timeout_seconds
+            ),
+            fill_poll_seconds=fill_poll_seconds,
         )
-        self.fill_poll_seconds = fill_poll_seconds
+        self.backstops = Backstops(self.desk, settings)
         # One trading action at a time: the entry cycle, the exit monitor and reconciliation run in different
         # scheduler threads and must not, e.g., close as `external` a position the monitor is selling.
         self.lock = threading.RLock()
-
-    # ----- shared helpers -----
-
-    def _await_fill(self, result: OrderResult) -> OrderResult:
-        """Poll a just-submitted market order until it is final or the (short) timeout passes."""
-        waited = 0.0
-        while result.is_open and waited < self.fill_timeout_seconds:
-            self.sleep(self.fill_poll_seconds)
-            waited += self.fill_poll_seconds
-            try:
-                result = self.broker.get_order(result.order_id)
-            except BrokerUnavailable as exc:
-                log.warning(
-                    "order.poll_failed", symbol=result.symbol, client_order_id=result.client_order_id, error=str(exc)
-                )
-        return result
-
-    def _record(self, cid: str, result: OrderResult) -> None:
-        self.journal.update_order(cid, result, now=self.clock())
+        # Positions whose exit is blocked (403 even after freeing the coins): said once, not every tick.
+        self._blocked: set[int] = set()
 
     def _fee_rate(self) -> Decimal:
-        return Decimal(str(self.settings.broker.sim.fee_percent)) / HUNDRED
-
-    def _submit(self, cid: str, purpose: str, symbol: str, send: Callable[[], OrderResult]) -> OrderResult | None:
-        """Send a journaled intent; turn every failure into a journal state + one log line (never a retry storm)."""
-        try:
-            result = send()
-        except OrderSkipped as exc:
-            self.journal.mark_order(cid, ORDER_SKIPPED, str(exc), now=self.clock())
-            log.info(
-                "order.skipped",
-                symbol=symbol,
-                purpose=purpose,
-                client_order_id=cid,
-                reason=exc.reason,
-                detail=exc.detail,
-            )
-            raise
-        except OrderRejected as exc:
-            self.journal.mark_order(cid, OrderStatus.REJECTED.value, str(exc), now=self.clock())
-            log.warning(
-                "order.rejected",
-                symbol=symbol,
-                purpose=purpose,
-                client_order_id=cid,
-                status_code=exc.status_code,
-                error=str(exc),
-            )
-            raise
-        except BrokerUnavailable as exc:
-            self.journal.mark_order(cid, ORDER_UNKNOWN, str(exc), now=self.clock())
-            log.warning("order.unknown", symbol=symbol, purpose=purpose, client_order_id=cid, error=str(exc))
-            raise
-        self._record(cid, result)
-        log.info(
-            "order.submitted",
-            symbol=symbol,
-            purpose=purpose,
-            client_order_id=cid,
-            order_id=result.order_id,
-            side=result.side.value,
-            type=result.type.value,
-            notional=result.notional,
-            qty=result.qty,
-            stop_price=result.stop_price,
-            limit_price=result.limit_price,
-            status=result.status.value,
-        )
-        return result
+        return fee_rate(self.settings.broker.sim.fee_percent)
 
     # ----- what the engine needs -----
 
@@ -247,7 +187,7 @@ class Executor:
                     return self._entry_from_result(record, existing, before_qty=None, tier=tier)
                 if record.status not in ("intent", ORDER_UNKNOWN):
                     return EntryOutcome(symbol, record.status, reason="already handled in this cycle")
-            result = self._submit(
+            result = self.desk.submit(
                 cid, "entry", symbol, lambda: self.broker.buy_notional(symbol, decision.notional, cid, price_hint)
             )
         except OrderSkipped as exc:
@@ -256,19 +196,14 @@ class Executor:
             return EntryOutcome(symbol, "rejected", reason=str(exc))
         except BrokerUnavailable as exc:
             return EntryOutcome(symbol, "unknown", reason=str(exc))
-        assert result is not None
-        result = self._await_fill(result)
-        self._record(cid, result)
+        result = self.desk.await_fill(result)
         refreshed = self.journal.get_order(cid)
         assert refreshed is not None
         return self._entry_from_result(refreshed, result, before_qty=before.qty if before else ZERO, tier=tier)
 
     def _resolve_existing_intent(self, record: OrderRecord) -> OrderResult | None:
         """An intent from an earlier run of this cycle: the broker's view by client_order_id, if any."""
-        found = self.broker.get_order_by_client_id(record.client_order_id)
-        if found is not None:
-            self._record(record.client_order_id, found)
-        return found
+        return self.desk.lookup(record.client_order_id)
 
     def _entry_from_result(
         self, record: OrderRecord, result: OrderResult, *, before_qty: Decimal | None, tier: str | None = None
@@ -366,129 +301,11 @@ class Executor:
 
     # ----- backstop -----
 
-    def sync_backstop(self, position: PositionRecord) -> PositionRecord:
-        """Place the broker-side stop_limit at the current stop, or move it up when the stop rose enough."""
-        cfg = self.settings.exits.backstop
-        if not cfg.enabled or position.stop_price is None or not position.is_open:
-            return position
-        if position.backstop_order_id is None:
-            return self._place_backstop(position)
-        if backstop_needs_replace(position.backstop_stop, position.stop_price, cfg.replace_step_percent):
-            return self._replace_backstop(position)
-        return position
-
-    def _backstop_intent(self, position: PositionRecord) -> tuple[int, str, Decimal, Decimal, bool]:
-        """Journal the next backstop order (sequence, client id, stop and limit) before it is sent."""
-        assert position.stop_price is not None
-        seq = position.backstop_seq + 1
-        cid = client_order_id(position.symbol, position.entry_time, "stop", seq)
-        stop, limit = backstop_prices(position.stop_price, self.settings.exits.backstop.limit_offset_percent)
-        _, created = self.journal.record_order_intent(
-            client_order_id=cid,
-            symbol=position.symbol,
-            side=OrderSide.SELL,
-            type=OrderType.STOP_LIMIT,
-            purpose="backstop",
-            qty=position.qty,
-            stop_price=stop,
-            limit_price=limit,
-            position_id=position.id,
-            now=self.clock(),
-        )
-        return seq, cid, stop, limit, created
-
-    def _place_backstop(self, position: PositionRecord) -> PositionRecord:
-        assert position.stop_price is not None
-        seq, cid, stop, limit, created = self._backstop_intent(position)
-        try:
-            existing = None if created else self.broker.get_order_by_client_id(cid)
-            result = existing or self._submit(
-                cid,
-                "backstop",
-                position.symbol,
-                lambda: self.broker.place_stop_limit_sell(position.symbol, position.qty, stop, limit, cid),
-            )
-        except (OrderSkipped, OrderRejected, BrokerUnavailable):
-            self.journal.set_backstop(position.id, order_id=None, client_order_id=None, stop=None, seq=seq)
-            return self.journal.get_position(position.id)
-        assert result is not None
-        self._record(cid, result)
-        self.journal.set_backstop(position.id, order_id=result.order_id, client_order_id=cid, stop=stop, seq=seq)
-        log.info(
-            "backstop.placed",
-            symbol=position.symbol,
-            position_id=position.id,
-            stop=stop,
-            limit=limit,
-            qty=result.qty,
-            order_id=result.order_id,
-        )
-        return self.journal.get_position(position.id)
-
-    def _replace_backstop(self, position: PositionRecord) -> PositionRecord:
-        assert position.stop_price is not None and position.backstop_order_id is not None
-        seq, cid, stop, limit, _ = self._backstop_intent(position)
-        old_id = position.backstop_order_id
-        try:
-            result = self._submit(
-                cid, "backstop", position.symbol, lambda: self.broker.replace_stop_limit(old_id, stop, limit, cid)
-            )
-        except OrderRejected:
-            # Not replaceable: usually it triggered or filled. Look at it; a fill is handled by the monitor.
-            self._refresh_backstop(position)
-            return self.journal.get_position(position.id)
-        except (OrderSkipped, BrokerUnavailable):
-            return position
-        assert result is not None
-        if position.backstop_client_order_id:
-            try:
-                self._record(position.backstop_client_order_id, self.broker.get_order(old_id))
-            except (BrokerUnavailable, OrderNotFound):
-                pass
-        self.journal.set_backstop(position.id, order_id=result.order_id, client_order_id=cid, stop=stop, seq=seq)
-        log.info(
-            "backstop.replaced",
-            symbol=position.symbol,
-            position_id=position.id,
-            stop=stop,
-            limit=limit,
-            previous_stop=position.backstop_stop,
-            order_id=result.order_id,
-        )
-        return self.journal.get_position(position.id)
-
-    def _refresh_backstop(self, position: PositionRecord) -> OrderResult | None:
-        if not position.backstop_order_id:
-            return None
-        try:
-            order = self.broker.get_order(position.backstop_order_id)
-        except OrderNotFound:
-            return None
-        if position.backstop_client_order_id:
-            self._record(position.backstop_client_order_id, order)
-        return order
-
-    def _cancel_backstop(self, position: PositionRecord) -> OrderResult | None:
-        """Cancel the backstop before a market exit; returns its final state (maybe FILLED: the broker wins)."""
-        if not position.backstop_order_id:
-            return None
-        try:
-            final = self.broker.cancel_order(position.backstop_order_id)
-        except OrderNotFound:
-            final = None
-        if final is not None and position.backstop_client_order_id:
-            self._record(position.backstop_client_order_id, final)
-        self.journal.set_backstop(
-            position.id, order_id=None, client_order_id=None, stop=None, seq=position.backstop_seq
-        )
-        log.info(
-            "backstop.canceled",
-            symbol=position.symbol,
-            position_id=position.id,
-            status=final.status.value if final else "not_found",
-            filled_qty=final.filled_qty if final else None,
-        )
-        return final
+    def sync_backstop(self, position: PositionRecord, live: Sequence[OrderResult] | None = None) -> PositionRecord:
+        """Place the broker-side stop_limit at the current stop, or move it up when the stop rose enough
+        (see `backstops.Backstops.sync`; `live` = this tick's open orders at the broker)."""
+        with self.lock:
+            return self.backstops.sync(position, live)
 
     def settle_entry(
         self, position: PositionRecord, *, cancel_open: bool = False, result: OrderResult | None = None
@@ -509,7 +326,7 @@ class Executor:
                 return position
         if cancel_open and result.is_open:
             result = self.broker.cancel_order(result.order_id)
-        self._record(cid, result)
+        self.desk.record(cid, result)
         if result.filled_qty > position.entry_filled_qty and position.entry_filled_qty > 0:
             net_ratio = position.qty / position.entry_filled_qty  # what the fee in coin left of each unit
             grown = position.qty + round_down(
@@ -533,11 +350,9 @@ class Executor:
             )
             refreshed = self.journal.get_position(position.id)
             if position.backstop_order_id and not cancel_open:  # re-placed for the whole qty on the next sync
-                final = self._cancel_backstop(refreshed)
-                if final is not None and final.filled_qty > 0:  # it fired meanwhile: the broker wins
-                    return self._close(
-                        self.journal.get_position(position.id), [final], ExitReason.BACKSTOP, self.clock()
-                    )
+                cleared = self.backstops.clear(refreshed)
+                if any(order.filled_qty > 0 for order in cleared.finals):  # it fired meanwhile: the broker wins
+                    return self._close(self.journal.get_position(position.id), ExitReason.BACKSTOP, self.clock())
                 refreshed = self.journal.get_position(position.id)
             return refreshed
         return position
@@ -545,37 +360,66 @@ class Executor:
     # ----- exits -----
 
     def exit(
-        self, position: PositionRecord, reason: ExitReason, *, price: Decimal | None = None, now: datetime | None = None
+        self,
+        position: PositionRecord,
+        reason: ExitReason,
+        *,
+        price: Decimal | None = None,
+        now: datetime | None = None,
+        live: Sequence[OrderResult] | None = None,
     ) -> PositionRecord | None:
-        """Close a position: cancel the backstop, sell the held qty, record P&L. None = not closed (yet)."""
-        now = now or self.clock()
-        fills: list[OrderResult] = []
+        """Close a position: cancel (and confirm) every backstop holding its coins, sell the broker's free
+        quantity, record P&L from the fills. None = not closed (yet): the next tick tries again."""
+        with self.lock:
+            return self._exit(position, reason, price, now or self.clock(), live)
+
+    def _exit(
+        self,
+        position: PositionRecord,
+        reason: ExitReason,
+        price: Decimal | None,
+        now: datetime,
+        live: Sequence[OrderResult] | None,
+    ) -> PositionRecord | None:
         try:
             position = self.settle_entry(position, cancel_open=True)
-            backstop = self._cancel_backstop(position)
-            if backstop is not None and backstop.filled_qty > 0:
-                fills.append(backstop)
+            if not position.is_open:
+                return position
+            cleared = self.backstops.clear(position, live)
+            if not cleared.confirmed:
+                log.warning("exit.deferred", symbol=position.symbol, position_id=position.id, reason=reason.value,
+                            error="the backstop's cancel is not confirmed yet; selling now would hit its coins")
+                return None
             for pending in self._pending_exit_orders(position):
                 if pending.is_open:
                     log.info("exit.pending", symbol=position.symbol, client_order_id=pending.client_order_id)
                     return None
-                if pending.filled_qty > 0:
-                    fills.append(pending)
             broker_position = self.broker.get_position(position.symbol)
         except BrokerUnavailable as exc:
             log.warning(
                 "exit.deferred", symbol=position.symbol, position_id=position.id, reason=reason.value, error=str(exc)
             )
             return None
-        held = self._held_qty(position, broker_position)
-        if backstop is not None and backstop.status is OrderStatus.FILLED:
-            return self._close(position, fills, ExitReason.BACKSTOP, now)
+        if cleared.filled:
+            return self._close(position, ExitReason.BACKSTOP, now)
+        held = self._free_qty(position, broker_position)
         if held <= 0:
-            if fills:
-                return self._close(
-                    position, fills, ExitReason.BACKSTOP if backstop and backstop.filled_qty else reason, now
-                )
+            if self.journal.sell_fills(position.id):
+                return self._close(position, self._reason_of_fills(position, reason), now)
             return self.close_vanished(position, now=now, price=price)
+        outcome = self._sell(position, held, reason, price, now)
+        if isinstance(outcome, PositionRecord) or outcome is None:
+            return outcome
+        if not self.journal.sell_fills(position.id):
+            return None
+        return self._close(position, reason, now)
+
+    def _sell(
+        self, position: PositionRecord, held: Decimal, reason: ExitReason, price: Decimal | None, now: datetime
+    ) -> PositionRecord | bool | None:
+        """Market-sell `held`, topping up a partial fill; True when something sold (close from the fills),
+        None when nothing could be sold this tick, a PositionRecord when the position was closed here."""
+        freed = False
         for attempt in range(MAX_EXIT_ORDERS):
             cid = client_order_id(position.symbol, now, OrderSide.SELL, seq=attempt or None)
             _, created = self.journal.record_order_intent(
@@ -586,24 +430,40 @@ class Executor:
                 purpose="exit",
                 qty=held,
                 position_id=position.id,
+                reason=reason.value,
                 now=self.clock(),
             )
             try:
-                existing = None if created else self.broker.get_order_by_client_id(cid)
-                result = existing or self._submit(
+                existing = None if created else self.desk.lookup(cid)
+                result = existing or self.desk.submit(
                     cid, "exit", position.symbol, self._seller(position.symbol, held, cid)
                 )
             except OrderSkipped as exc:
-                if fills:
-                    return self._close(position, fills, reason, now)
+                if self.journal.sell_fills(position.id):
+                    return True
                 if exc.reason in ("below_min_order_size", "zero_qty"):
                     return self._close_dust(position, price, now)
                 return None
-            except (OrderRejected, BrokerUnavailable):
+            except OrderRejected as exc:
+                if exc.status_code == 403 and not freed:
+                    # Insufficient balance: something of ours still holds the coins. Free them once, then retry.
+                    freed = True
+                    try:
+                        held = self._free_coins(position)
+                    except BrokerUnavailable as unavailable:
+                        log.warning("exit.deferred", symbol=position.symbol, position_id=position.id,
+                                    reason=reason.value, error=str(unavailable))
+                        return None
+                    if held > 0:
+                        continue
+                    if self.journal.sell_fills(position.id):
+                        return True
+                    return self.close_vanished(position, now=now, price=price)
+                self._note_blocked(position, reason, str(exc))
                 return None
-            assert result is not None
-            result = self._await_fill(result)
-            self._record(cid, result)
+            except BrokerUnavailable:
+                return None
+            result = self.desk.await_fill(result)
             if result.is_open:
                 log.info("exit.pending", symbol=position.symbol, client_order_id=cid, filled_qty=result.filled_qty)
                 return None
@@ -617,49 +477,85 @@ class Executor:
                 filled_avg_price=result.filled_avg_price,
                 status=result.status.value,
             )
-            if result.filled_qty > 0:
-                fills.append(result)
             held -= result.filled_qty
             if held <= 0 or result.status is OrderStatus.FILLED:
                 break
-        if not fills:
-            return None
-        return self._close(position, fills, reason, now)
+        self._blocked.discard(position.id)
+        return True
+
+    def _free_coins(self, position: PositionRecord) -> Decimal:
+        """After a 403 on an exit: cancel every sell of ours holding this symbol's coins (backstops, an old
+        exit the journal lost), confirm each, and return the quantity now free to sell."""
+        orders = self.broker.get_open_orders(position.symbol)
+        self.backstops.clear(position, orders)
+        for order in orders:
+            if own_kind(order.client_order_id) == "sell" and order.is_open:
+                final = self.broker.cancel_order(order.order_id)
+                if self.journal.get_order(order.client_order_id) is not None:
+                    self.desk.record(order.client_order_id, final)
+                log.info("exit.stale_sell_canceled", symbol=position.symbol, client_order_id=order.client_order_id,
+                         status=final.status.value, filled_qty=final.filled_qty)
+        log.info("exit.coins_freed", symbol=position.symbol, position_id=position.id, orders=len(orders))
+        return self._free_qty(position, self.broker.get_position(position.symbol))
+
+    def _note_blocked(self, position: PositionRecord, reason: ExitReason, error: str) -> None:
+        if position.id in self._blocked:
+            log.debug("exit.blocked", symbol=position.symbol, position_id=position.id, error=error)
+            return
+        self._blocked.add(position.id)
+        log.warning("exit.blocked", symbol=position.symbol, position_id=position.id, reason=reason.value, error=error,
+                    effect="the exit is tried again on the next tick")
 
     def _seller(self, symbol: str, qty: Decimal, cid: str) -> Callable[[], OrderResult]:
         return lambda: self.broker.sell_qty(symbol, qty, cid)
 
-    def _held_qty(self, position: PositionRecord, broker_position: BrokerPosition | None) -> Decimal:
+    def _free_qty(self, position: PositionRecord, broker_position: BrokerPosition | None) -> Decimal:
+        """What may be sold now: the broker's free quantity (not held by open orders), at most the journal's."""
         if broker_position is None:
             return ZERO
-        return min(broker_position.qty, position.qty)
+        free = broker_position.qty if broker_position.qty_available is None else broker_position.qty_available
+        return max(ZERO, min(free, broker_position.qty, position.qty))
 
     def _pending_exit_orders(self, position: PositionRecord) -> list[OrderResult]:
         """Exit orders of earlier ticks that were not final then, refreshed from the broker."""
         out = []
-        for record in self.journal.orders(position_id=position.id):
-            if record.purpose != "exit" or not record.is_pending:
+        for record in self.journal.pending_orders():
+            if record.position_id != position.id or record.purpose != "exit":
                 continue
-            found = self.broker.get_order_by_client_id(record.client_order_id)
+            found = self.desk.lookup(record.client_order_id)
             if found is None:
                 self.journal.mark_order(record.client_order_id, OrderStatus.CANCELED.value, "not found at broker")
                 continue
-            self._record(record.client_order_id, found)
             out.append(found)
         return out
 
-    def _close(
-        self, position: PositionRecord, fills: list[OrderResult], reason: ExitReason, now: datetime
-    ) -> PositionRecord:
-        qty = sum((f.filled_qty for f in fills), ZERO)
-        gross = sum((f.filled_notional for f in fills), ZERO)
+    def _reason_of_fills(self, position: PositionRecord, fallback: ExitReason) -> ExitReason:
+        """Why the coins left: a backstop fill makes it `backstop`, else the reason the exit order was sent with."""
+        fills = self.journal.sell_fills(position.id)
+        if any(f.purpose == "backstop" for f in fills):
+            return ExitReason.BACKSTOP
+        for f in reversed(fills):
+            if f.reason:
+                try:
+                    return ExitReason(f.reason)
+                except ValueError:
+                    break
+        return fallback
+
+    def _close(self, position: PositionRecord, reason: ExitReason, now: datetime) -> PositionRecord:
+        """Close with the P&L of every sell of this position that filled, as the journal recorded them."""
+        fills = self.journal.sell_fills(position.id)
+        qty = sum((f.filled_qty or ZERO for f in fills), ZERO)
+        gross = ZERO
         fee = ZERO
         estimated = False
         for f in fills:
+            notional = (f.filled_qty or ZERO) * (f.filled_avg_price or ZERO)
+            gross += notional
             if f.fee is not None and f.fee_asset == "USD":
                 fee += f.fee
             else:
-                fee += f.filled_notional * self._exit_fee_rate(position)
+                fee += notional * self._exit_fee_rate(position)
                 estimated = True
         price = gross / qty if qty else None
         exit_time = max((f.filled_at for f in fills if f.filled_at), default=now)
@@ -672,6 +568,7 @@ class Executor:
             exit_fee=fee,
             proceeds=gross - fee,
         )
+        self._blocked.discard(position.id)
         self._log_closed(closed, estimated)
         return closed
 
@@ -699,32 +596,30 @@ class Executor:
     def close_vanished(
         self, position: PositionRecord, *, now: datetime | None = None, price: Decimal | None = None
     ) -> PositionRecord | None:
-        """The broker holds nothing for a journal position: the backstop filled (reason `backstop`) or
-        someone closed it outside the bot (`external`, valued at the last known price)."""
+        """The broker holds nothing for a journal position. Our own sells explain it when they filled: a
+        backstop (reason `backstop`, at its real fill price) or an exit sent before a crash (its reason);
+        only when none of ours did is it `external` (closed by hand, liquidated), valued at the last price."""
         now = now or self.clock()
-        try:
-            backstop = self._refresh_backstop(position)
-        except BrokerUnavailable:
-            return None
-        if backstop is not None and backstop.filled_qty > 0:
-            return self._close(position, [backstop], ExitReason.BACKSTOP, now)
-        if backstop is not None and backstop.is_open:
+        with self.lock:
             try:
-                self.broker.cancel_order(backstop.order_id)
-            except (BrokerUnavailable, OrderNotFound):
-                pass
-        value_price = price if price is not None else position.hwm
-        closed = self.journal.close_position(
-            position.id,
-            exit_time=now,
-            exit_price=price,
-            exit_qty=position.qty,
-            reason=ExitReason.EXTERNAL.value,
-            exit_fee=ZERO,
-            proceeds=position.qty * value_price,
-        )
-        self._log_closed(closed, True)
-        return closed
+                self.backstops.refresh(position)
+                self._pending_exit_orders(position)
+            except BrokerUnavailable:
+                return None
+            if self.journal.sell_fills(position.id):
+                return self._close(position, self._reason_of_fills(position, ExitReason.EXTERNAL), now)
+            value_price = price if price is not None else position.hwm
+            closed = self.journal.close_position(
+                position.id,
+                exit_time=now,
+                exit_price=price,
+                exit_qty=position.qty,
+                reason=ExitReason.EXTERNAL.value,
+                exit_fee=ZERO,
+                proceeds=position.qty * value_price,
+            )
+            self._log_closed(closed, True)
+            return closed
 
     def _log_closed(self, closed: PositionRecord, estimated: bool) -> None:
         hold_hours = None

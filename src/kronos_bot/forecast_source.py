@@ -59,6 +59,9 @@ class ForecasterHandle:
             self._last_attempt = now
             try:
                 self._forecaster = self._factory()
+                if hasattr(self._forecaster, "repeats"):
+                    # Retries inside an outage that is already logged go to debug (counted in degraded.end).
+                    self._forecaster.repeats = lambda event: self._health.repeat(COMPONENT, event)  # type: ignore[attr-defined]
             except ForecasterUnavailable as exc:
                 self._fail(str(exc))
                 raise

@@ -36,7 +36,15 @@ from kronos_bot.exits import StopState
 ORDER_INTENT = "intent"
 ORDER_UNKNOWN = "unknown"
 ORDER_SKIPPED = "skipped"
-PENDING_ORDER_STATES = (ORDER_INTENT, ORDER_UNKNOWN, OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value)
+# A cancel about to be sent (journaled first, like every step): until the broker confirms, the order may still fill.
+ORDER_CANCEL_REQUESTED = "cancel_requested"
+PENDING_ORDER_STATES = (
+    ORDER_INTENT,
+    ORDER_UNKNOWN,
+    ORDER_CANCEL_REQUESTED,
+    OrderStatus.OPEN.value,
+    OrderStatus.PARTIALLY_FILLED.value,
+)
 
 
 class JournalError(RuntimeError):
@@ -235,6 +243,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX orders_position ON orders(position_id, id)",
         ],
     ),
+    (
+        # Why an exit order was sent (trailing_stop, stop_loss...): a sell that fills while the bot is down
+        # closes its position with that reason after the restart, never as `external`.
+        3,
+        ["ALTER TABLE orders ADD COLUMN reason TEXT", "ALTER TABLE orders ADD COLUMN filled_at TEXT"],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -312,6 +326,8 @@ class OrderRecord:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    reason: str | None = None  # exit orders: the exit reason they were sent for
+    filled_at: datetime | None = None  # the broker's time of the (last) fill
 
     @property
     def is_pending(self) -> bool:
@@ -339,7 +355,7 @@ _DEC_FIELDS = {
     "fee",
     "limit_price",
 }
-_TS_FIELDS = {"entry_time", "exit_time", "updated_at", "created_at"}
+_TS_FIELDS = {"entry_time", "exit_time", "updated_at", "created_at", "filled_at"}
 _BOOL_FIELDS = {"external", "trail_armed"}
 
 
@@ -569,6 +585,7 @@ class Journal:
         limit_price: Decimal | None = None,
         position_id: int | None = None,
         decision_id: int | None = None,
+        reason: str | None = None,
         now: datetime | None = None,
     ) -> tuple[OrderRecord, bool]:
         """Write the intent BEFORE the request goes out. Returns (record, created).
@@ -583,8 +600,8 @@ class Journal:
                 return _record(OrderRecord, existing), False
             conn.execute(
                 """INSERT INTO orders (client_order_id, symbol, side, type, purpose, position_id, decision_id,
-                       status, notional, qty, stop_price, limit_price, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       status, notional, qty, stop_price, limit_price, created_at, updated_at, reason)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     client_order_id,
                     symbol,
@@ -600,6 +617,7 @@ class Journal:
                     _d(limit_price),
                     stamp,
                     stamp,
+                    reason,
                 ),
             )
             row = conn.execute("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,)).fetchone()
@@ -612,7 +630,7 @@ class Journal:
                 """UPDATE orders SET broker_order_id = ?, status = ?, raw_status = ?, filled_qty = ?,
                        filled_avg_price = ?, fee = COALESCE(?, fee), fee_asset = COALESCE(?, fee_asset),
                        stop_price = COALESCE(?, stop_price), limit_price = COALESCE(?, limit_price),
-                       qty = COALESCE(qty, ?), error = NULL, updated_at = ?
+                       qty = COALESCE(qty, ?), filled_at = COALESCE(?, filled_at), error = NULL, updated_at = ?
                    WHERE client_order_id = ?""",
                 (
                     result.order_id,
@@ -625,6 +643,7 @@ class Journal:
                     _d(result.stop_price),
                     _d(result.limit_price),
                     _d(result.qty),
+                    _ts(result.filled_at),
                     _ts(now or _now()),
                     client_order_id,
                 ),
@@ -674,6 +693,22 @@ class Journal:
             params.append(position_id)
         sql = "SELECT * FROM orders" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id LIMIT ?"
         return [_record(OrderRecord, r) for r in self._query(sql, (*params, limit))]
+
+    def orders_of_position(self, position_id: int, *, purpose: str | None = None) -> list[OrderRecord]:
+        """Every order row of one position (all of them, oldest first), optionally of one purpose."""
+        sql = "SELECT * FROM orders WHERE position_id = ?" + (" AND purpose = ?" if purpose else "") + " ORDER BY id"
+        params: tuple[Any, ...] = (position_id, purpose) if purpose else (position_id,)
+        return [_record(OrderRecord, r) for r in self._query(sql, params)]
+
+    def sell_fills(self, position_id: int) -> list[OrderRecord]:
+        """Every sell of this position that filled (partly): what its exit P&L is made of, whichever order
+        (a market exit, a backstop, a replaced backstop) the coins left through."""
+        rows = self._query(
+            """SELECT * FROM orders WHERE position_id = ? AND side = 'sell' AND filled_qty IS NOT NULL
+                   AND CAST(filled_qty AS REAL) > 0 ORDER BY id""",
+            (position_id,),
+        )
+        return [_record(OrderRecord, r) for r in rows]
 
     # ----- positions -----
 
@@ -771,12 +806,19 @@ class Journal:
             ),
         )
 
+    def use_backstop_seq(self, position_id: int, seq: int) -> None:
+        """Remember that backstop sequence `seq` is taken (its intent is being written): never reused."""
+        self._exec(
+            "UPDATE positions SET backstop_seq = MAX(backstop_seq, ?), updated_at = ? WHERE id = ?",
+            (seq, _ts(_now()), position_id),
+        )
+
     def set_backstop(
         self, position_id: int, *, order_id: str | None, client_order_id: str | None, stop: Decimal | None, seq: int
     ) -> None:
         self._exec(
             """UPDATE positions SET backstop_order_id = ?, backstop_client_order_id = ?, backstop_stop = ?,
-                   backstop_seq = ?, updated_at = ? WHERE id = ?""",
+                   backstop_seq = MAX(backstop_seq, ?), updated_at = ? WHERE id = ?""",
             (order_id, client_order_id, _d(stop), seq, _ts(_now()), position_id),
         )
 

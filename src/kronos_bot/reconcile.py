@@ -10,8 +10,11 @@ Steps, each idempotent:
   3. Broker positions the bot did not open are ignored (logged once per symbol and process) unless
      `broker.adopt_external_positions` is set, then adopted with the hard stop / trail from their
      average entry price.
-  4. Open orders at the broker that the bot does not know are logged once; our own backstops left open
-     for positions that are already closed (a crash between close and cancel) are cancelled.
+  4. Backstops against the broker's open orders: every open position ends with at most one live
+     backstop, the one the journal names (a backstop left live by a crash mid-replace is re-linked,
+     extra ones are cancelled; a missing one is placed by the next exit tick); our own backstops left open for positions that
+     are already closed (a crash between close and cancel) are cancelled. Open orders at the broker that
+     the journal does not know and that are not ours are logged once and never touched.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from kronos_bot.broker.base import Broker, BrokerUnavailable, OrderNotFound, OrderResult, OrderStatus
+from kronos_bot.broker.base import Broker, BrokerUnavailable, OrderResult, OrderStatus
 from kronos_bot.config import Settings
 from kronos_bot.execution import Executor
 from kronos_bot.exits import initial_state
@@ -30,7 +33,6 @@ from kronos_bot.logs import get_logger
 
 # An intent younger than this may still be on its way out from another thread: leave it alone.
 INTENT_GRACE_SECONDS = 120.0
-BOT_ORDER_PREFIX = "kb-"
 
 log = get_logger("kronos_bot.reconcile")
 
@@ -50,6 +52,7 @@ class ReconcileReport:
     unknown_orders: list[str] = field(default_factory=list)
     orphans_canceled: list[str] = field(default_factory=list)
     ok: bool = True
+    error: BrokerUnavailable | None = None  # why it is incomplete
 
 
 class Reconciler:
@@ -88,6 +91,7 @@ class Reconciler:
             self._open_orders(report)
         except BrokerUnavailable as exc:
             report.ok = False
+            report.error = exc
             log.warning("reconcile.incomplete", error=str(exc))
         log.info(
             "reconcile.done",
@@ -219,44 +223,27 @@ class Reconciler:
         )
         return self.executor.sync_backstop(position)
 
-    # ----- 4. open orders -----
+    # ----- 4. open orders and backstops -----
 
     def _open_orders(self, report: ReconcileReport) -> None:
-        for order in self.broker.get_open_orders():
-            record = self.journal.get_order(order.client_order_id)
-            if record is None:
-                if order.client_order_id not in self._logged_orders:
-                    self._logged_orders.add(order.client_order_id)
-                    report.unknown_orders.append(order.client_order_id)
-                    log.info(
-                        "reconcile.unknown_order",
-                        symbol=order.symbol,
-                        client_order_id=order.client_order_id,
-                        side=order.side.value,
-                        type=order.type.value,
-                    )
+        live = self.broker.get_open_orders()
+        for position in self.journal.open_positions():
+            # Re-link or cancel only: a missing backstop is placed by the next exit tick, at the current stop.
+            self.executor.backstops.resolve(position, live)
+        report.orphans_canceled = self.executor.backstops.cancel_orphans(live, self.journal.open_positions())
+        for order in live:
+            if self.journal.get_order(order.client_order_id) is not None:
                 continue
-            if record.purpose == "backstop" and not self._position_open(record.position_id):
-                try:
-                    final = self.broker.cancel_order(order.order_id)
-                except OrderNotFound:
-                    continue
-                self.journal.update_order(order.client_order_id, final)
-                report.orphans_canceled.append(order.client_order_id)
+            if order.client_order_id not in self._logged_orders:
+                self._logged_orders.add(order.client_order_id)
+                report.unknown_orders.append(order.client_order_id)
                 log.info(
-                    "reconcile.orphan_canceled",
+                    "reconcile.unknown_order",
                     symbol=order.symbol,
                     client_order_id=order.client_order_id,
-                    status=final.status.value,
+                    side=order.side.value,
+                    type=order.type.value,
                 )
-
-    def _position_open(self, position_id: int | None) -> bool:
-        if position_id is None:
-            return False
-        try:
-            return self.journal.get_position(position_id).is_open
-        except KeyError:
-            return False
 
     def _price(self, symbol: str) -> Decimal | None:
         if self.price_source is None:

@@ -14,6 +14,7 @@ finish within `shutdown_timeout_seconds`, then close the journal.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -26,7 +27,7 @@ from typing import Any
 
 from kronos_bot.broker import Broker, make_broker
 from kronos_bot.config import Settings
-from kronos_bot.cycle import CycleReport, EntryCycle
+from kronos_bot.cycle import CycleReport, EntryCycle, report_broker_down
 from kronos_bot.execution import Executor
 from kronos_bot.exit_monitor import ExitMonitor
 from kronos_bot.forecast_source import ForecasterHandle
@@ -43,6 +44,16 @@ from kronos_bot.reconcile import Reconciler
 
 log = get_logger("kronos_bot.trader")
 Clock = Callable[[], datetime]
+# APScheduler's own warning for a run skipped because the previous one still runs; we log `job.skipped`.
+_APSCHEDULER_SKIP_PREFIX = 'Execution of job "%s" skipped: maximum number of running instances'
+
+
+class _DropSchedulerSkips(logging.Filter):
+    """Drops APScheduler's skip warning: `TraderDaemon` logs the same fact as `job.skipped`, at debug and
+    counted while an ongoing degraded episode explains why the previous run is slow."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_APSCHEDULER_SKIP_PREFIX)
 
 
 def _utcnow() -> datetime:
@@ -91,13 +102,13 @@ def build_trader_parts(
     health = DegradedTracker(clock)
     journal = Journal.from_settings(settings)
     try:
-        market = market or AlpacaMarketData(settings)
-        prices = PriceBook(market, health=health, clock=clock)
-        broker = make_broker(settings, journal, prices.price, clock=clock)
+        market = market or AlpacaMarketData(settings, health=health)
+        prices = PriceBook(market, health=health, clock=clock, max_jump_percent=settings.exits.max_price_jump_percent)
+        broker = make_broker(settings, journal, prices.price, clock=clock, health=health)
         prices.broker = broker
         executor = Executor(broker, journal, settings, clock=clock)
         reconciler = Reconciler(broker, journal, executor, settings, price_source=prices.price, clock=clock)
-        exit_monitor = ExitMonitor(broker, journal, executor, settings, prices.price, clock=clock)
+        exit_monitor = ExitMonitor(broker, journal, executor, settings, prices.price, clock=clock, health=health)
         forecaster = ForecasterHandle(
             forecaster_factory or default_forecaster_factory(settings),
             health=health,
@@ -107,7 +118,7 @@ def build_trader_parts(
         cycle = EntryCycle(
             settings, journal=journal, executor=executor, reconciler=reconciler, market=market,
             news_feed=build_news_feed(settings), forecaster=forecaster, health=health, fear_greed=fear_greed,
-            forecast_cache=ForecastCache(), clock=clock,
+            forecast_cache=ForecastCache(), clock=clock, price_book=prices,
         )
     except BaseException:
         journal.close()
@@ -145,9 +156,25 @@ class TraderDaemon:
             "max_instances": 1, "coalesce": True, "misfire_grace_time": sched.misfire_grace_seconds,
         }
         self.scheduler = BlockingScheduler(timezone=UTC, job_defaults=self.job_options)
+        self._install_skip_reporting()
         self._running = 0
         self._running_lock = threading.Condition()
         self._stopping = threading.Event()
+
+    def _install_skip_reporting(self) -> None:
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+
+        scheduler_logger = logging.getLogger("apscheduler.scheduler")
+        if not any(isinstance(f, _DropSchedulerSkips) for f in scheduler_logger.filters):
+            scheduler_logger.addFilter(_DropSchedulerSkips())
+
+        def on_skip(event: JobSubmissionEvent) -> None:
+            quiet = self.parts.health.repeat(None, "job.skipped")
+            (log.debug if quiet else log.warning)(
+                "job.skipped", job=event.job_id, reason="the previous run of this job is still running"
+            )
+
+        self.scheduler.add_listener(on_skip, EVENT_JOB_MAX_INSTANCES)
 
     # ----- jobs -----
 
@@ -213,6 +240,8 @@ class TraderDaemon:
             report = self.parts.reconciler.run()
             log.info("startup.reconciled", ok=getattr(report, "ok", True),
                      open_positions=len(self.parts.journal.open_positions()))
+            if getattr(report, "error", None) is not None:
+                report_broker_down(self.parts.health, report.error, "startup reconcile incomplete")
         except Exception as exc:
             self.parts.health.set("broker", f"startup reconcile failed: {exc}")
         self._wait_for_forecaster()

@@ -48,6 +48,8 @@ Faults (scripted per path pattern, applied BEFORE the route handler runs)
     Fault.server_error(status=500)        a 5xx with an Alpaca-style JSON error body
     Fault.http_status(403, "forbidden")   any status with an error body
     Fault.slow(seconds)                   waits `seconds`, then answers normally (use > client timeout)
+    Fault.stall_after(seconds)            the route handler RUNS (the broker acts), then the answer waits
+                                          `seconds`: "it reached the broker, the response never arrived"
     Fault.malformed_json()                200 with a truncated JSON body
     Fault.disconnect()                    closes the connection without answering
     `times=N` applies the fault to the next N matching requests, then the route answers normally;
@@ -76,7 +78,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 _NO_JSON = object()
-FaultKind = Literal["status", "slow", "malformed_json", "disconnect"]
+FaultKind = Literal["status", "slow", "stall_after", "malformed_json", "disconnect"]
 
 
 @dataclass
@@ -156,6 +158,10 @@ class Fault:
     @classmethod
     def slow(cls, seconds: float) -> Fault:
         return cls("slow", seconds=seconds)
+
+    @classmethod
+    def stall_after(cls, seconds: float) -> Fault:
+        return cls("stall_after", seconds=seconds)
 
     @classmethod
     def malformed_json(cls) -> Fault:
@@ -324,6 +330,12 @@ class FakeServer:
                                 headers={"Content-Type": "application/json"})
             if fault.kind == "slow" and not self._sleep(fault.seconds):
                 return None
+        response = self._route(request, routes)
+        if fault is not None and fault.kind == "stall_after" and not self._sleep(fault.seconds):
+            return None
+        return response
+
+    def _route(self, request: Request, routes: list[_Route]) -> Response:
         for route in routes:
             if route.method not in ("*", request.method):
                 continue

@@ -22,7 +22,12 @@ Behaviour, as Alpaca's crypto trading behaves:
     insufficient balance, as does a buy beyond cash. A duplicate client_order_id gets 422.
   * `state.trigger(symbol, price)` lets stop_limit sells trigger/fill as if the market traded there.
   * `state.accept_then_stall(seconds)`: the next POST/PATCH creates the order, then answers only after
-    `seconds` -- "accepted, but the response timed out" for idempotency tests.
+    `seconds` -- "accepted, but the response timed out" for idempotency tests. For a stall on any one
+    route (a DELETE, a GET at start-up...) use the server's `Fault.stall_after`.
+  * `state.refuse_replace = True`: PATCH answers 422 while the order is still live, as a broker that does
+    not replace crypto stop orders would (the bot must then cancel, confirm and place a new one).
+  * `state.set_price` also sets the latest quote (bid/ask 0.01 % around the price), the second source the
+    bot asks when a latest trade looks suspect; `set_price(..., quote=False)` leaves the quote alone.
 """
 
 from __future__ import annotations
@@ -183,14 +188,17 @@ class TradingState:
         self.fill_mode = "fill"  # fill | hold | partial
         self.partial_fraction = D("0.5")
         self.account_status = "ACTIVE"
+        self.refuse_replace = False
         self._stalls: list[float] = []
 
     # ----- scenario helpers -----
 
-    def set_price(self, symbol: str, price: float | str | Decimal) -> None:
-        """Set the fill price (also served as the latest trade by the market-data fake)."""
+    def set_price(self, symbol: str, price: float | str | Decimal, *, quote: bool = True) -> None:
+        """Set the fill price (also served as the latest trade, and the quote around it, by the market fake)."""
         self.prices[symbol] = D(str(price))
         self.fake.market.set_latest_trade(symbol, float(price))
+        if quote:
+            self.fake.market.set_latest_quote(symbol, float(price) * 0.9999, float(price) * 1.0001)
 
     def add_asset(self, symbol: str, **kw: Any) -> FakeAsset:
         asset = FakeAsset(symbol, **{k: str(v) if k != "tradable" else v for k, v in kw.items()})
@@ -428,6 +436,8 @@ class TradingState:
                 return Response.error(404, "order not found", code=40410000)
             if old.status not in OPEN or old.triggered:
                 return Response.error(422, f"order is not replaceable (status {old.status})", code=42210000)
+            if self.refuse_replace:
+                return Response.error(422, "replacing this order type is not supported", code=42210000)
             cid = body.get("client_order_id") or str(uuid.uuid4())
             if self.by_client_id(cid) is not None:
                 return Response.error(422, "client_order_id must be unique", code=40010001)

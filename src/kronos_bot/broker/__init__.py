@@ -11,6 +11,7 @@ from kronos_bot.broker.base import (
     Account,
     AssetInfo,
     Broker,
+    BrokerAuthError,
     BrokerError,
     BrokerPosition,
     BrokerUnavailable,
@@ -27,12 +28,14 @@ from kronos_bot.broker.base import (
 
 if TYPE_CHECKING:
     from kronos_bot.config import Settings
+    from kronos_bot.health import DegradedTracker
     from kronos_bot.journal import Journal
 
 __all__ = [
     "Account",
     "AssetInfo",
     "Broker",
+    "BrokerAuthError",
     "BrokerError",
     "BrokerPosition",
     "BrokerUnavailable",
@@ -54,12 +57,15 @@ def make_broker(
     journal: Journal,
     price_source: Callable[[str], Decimal | None],
     clock: Callable[[], datetime] | None = None,
+    health: DegradedTracker | None = None,
 ) -> Broker:
-    """The broker `settings.effective_broker()` names. Alpaca refuses live trading unless both switches are set."""
+    """The broker `settings.effective_broker()` names. Alpaca refuses live trading unless both switches are set.
+
+    `health`: where Alpaca reports its outages (`broker`) and refused keys (`broker_auth`)."""
     if settings.effective_broker() == "alpaca":
         from kronos_bot.broker.alpaca import AlpacaBroker
 
-        return AlpacaBroker.from_settings(settings)
+        return AlpacaBroker.from_settings(settings, health=health)
     from kronos_bot.broker.sim import SimBroker
 
     sim = SimBroker(journal, settings.broker.sim, price_source, min_notional=Decimal(str(settings.sizing.min_notional)))

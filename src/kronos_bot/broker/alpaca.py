@@ -11,6 +11,9 @@ Safety rules this adapter enforces (issue 6):
     order. 4xx rejects (403 insufficient balance, 422 invalid) raise OrderRejected at once: no retry storm.
   * Market buys by notional (GTC), sells by quantity rounded DOWN to the asset's min_trade_increment;
     orders below min_order_size / the configured min notional raise OrderSkipped without being sent.
+  * 401 (and 403 on a read) means our keys are refused: `BrokerAuthError`, never retried, reported as the
+    `broker_auth` degraded state; other outages after the retries as `broker`. Both end at the next
+    answered request. While one is active, retries are logged at debug and counted (`degraded.end`).
   * Asset info (increments, minimums) is cached; it changes rarely.
 Money is Decimal everywhere except the floats alpaca-py's request models insist on.
 """
@@ -36,6 +39,7 @@ from kronos_bot.broker.base import (
     ZERO,
     Account,
     AssetInfo,
+    BrokerAuthError,
     BrokerError,
     BrokerPosition,
     BrokerUnavailable,
@@ -52,10 +56,12 @@ from kronos_bot.broker.base import (
     to_decimal,
 )
 from kronos_bot.config import Settings
+from kronos_bot.health import DegradedTracker
 from kronos_bot.logs import get_logger, register_secrets
 
 LIVE_CONFIRM_VALUE = "I_UNDERSTAND"
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+AUTH_STATUS_READS = frozenset({401, 403})
 # First retry delay (doubles per attempt). Candidate config field: broker.backoff_seconds.
 BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 30.0
@@ -224,8 +230,10 @@ class AlpacaBroker:
         sleep: Callable[[float], None] = time.sleep,
         asset_cache_seconds: float = ASSET_CACHE_SECONDS,
         cancel_settle_seconds: float = CANCEL_SETTLE_SECONDS,
+        health: DegradedTracker | None = None,
     ) -> None:
         self.client = client
+        self.health = health
         self.paper = paper
         self.min_notional = min_notional
         self.max_attempts = max(1, max_attempts)
@@ -237,6 +245,7 @@ class AlpacaBroker:
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> AlpacaBroker:
+        """The broker for these settings; `health` (a DegradedTracker) may be passed to report outages."""
         paper = resolve_paper(settings)
         if not settings.has_alpaca_keys:
             raise BrokerConfigError(
@@ -272,21 +281,51 @@ class AlpacaBroker:
         after = _retry_after(exc)
         return min(max(delay, after), MAX_BACKOFF_SECONDS * 2) if after else delay
 
+    def _answered(self) -> None:
+        """The broker answered: an outage or a refusal of our keys is over."""
+        if self.health is not None:
+            self.health.clear("broker")
+            self.health.clear("broker_auth")
+
+    def _down(self, exc: BrokerUnavailable) -> BrokerUnavailable:
+        if self.health is not None:
+            if isinstance(exc, BrokerAuthError):
+                self.health.set("broker_auth", str(exc), fix=BrokerAuthError.FIX)
+            else:
+                self.health.set("broker", str(exc))
+        return exc
+
+    def _auth_error(self, what: str, exc: APIError) -> BrokerAuthError:
+        status = _status_of(exc)
+        message, _ = _message_of(exc)
+        return BrokerAuthError(f"{what}: HTTP {status}: {message}", status_code=status)
+
+    def _retry_log(self, event: str, **fields: Any) -> None:
+        quiet = self.health is not None and self.health.repeat(("broker", "broker_auth"), event)
+        (log.debug if quiet else log.warning)(event, **fields)
+
     def _read(self, what: str, call: Callable[[], T]) -> T:
-        """A read (GET, or an idempotent DELETE): retried on timeouts/5xx/429, else BrokerUnavailable."""
+        """A read (GET, or an idempotent DELETE): retried on timeouts/5xx/429, else BrokerUnavailable;
+        401/403 (our keys refused) raise BrokerAuthError at once."""
         for attempt in range(1, self.max_attempts + 1):
             try:
-                return call()
+                result = call()
             except Exception as exc:
+                if isinstance(exc, APIError) and _status_of(exc) in AUTH_STATUS_READS:
+                    raise self._down(self._auth_error(what, exc)) from exc
                 if not _is_retryable(exc):
+                    if isinstance(exc, APIError):
+                        self._answered()  # a 404/422 is an answer: the broker is there
                     raise
                 if attempt == self.max_attempts:
-                    raise BrokerUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+                    raise self._down(BrokerUnavailable(f"{what}: {type(exc).__name__}: {exc}")) from exc
                 delay = self._delay(attempt, exc)
-                log.warning(
-                    "broker.retry", what=what, attempt=attempt, delay=delay, error=f"{type(exc).__name__}: {exc}"[:300]
-                )
+                self._retry_log("broker.retry", what=what, attempt=attempt, delay=delay,
+                                error=f"{type(exc).__name__}: {exc}"[:300])
                 self.sleep(delay)
+            else:
+                self._answered()
+                return result
         raise AssertionError("unreachable")
 
     def _order_call(self, what: str, client_order_id: str, call: Callable[[], Any]) -> OrderResult:
@@ -295,10 +334,13 @@ class AlpacaBroker:
         last: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:
-                return order_result(call())
+                answer = call()
             except APIError as exc:
                 status = _status_of(exc)
                 message, code = _message_of(exc)
+                if status == 401:
+                    raise self._down(self._auth_error(what, exc)) from exc
+                self._answered()
                 if status == 422 and "unique" in message.lower():
                     existing = self.get_order_by_client_id(client_order_id)
                     if existing is not None:
@@ -313,8 +355,13 @@ class AlpacaBroker:
                 last = exc
             except (requests.Timeout, requests.ConnectionError, json.JSONDecodeError) as exc:
                 last = exc
+            else:
+                self._answered()
+                return order_result(answer)
             try:
                 found = self.get_order_by_client_id(client_order_id)
+            except BrokerAuthError:
+                raise
             except BrokerUnavailable as exc:
                 # Still unknown; resending is safe anyway: the broker refuses a duplicate client_order_id.
                 log.warning("order.lookup_failed", client_order_id=client_order_id, error=str(exc))
@@ -330,16 +377,12 @@ class AlpacaBroker:
                 return found
             if attempt < self.max_attempts:
                 delay = self._delay(attempt, last)
-                log.warning(
-                    "order.retry",
-                    what=what,
-                    client_order_id=client_order_id,
-                    attempt=attempt,
-                    delay=delay,
-                    error=f"{type(last).__name__}: {last}"[:300],
-                )
+                self._retry_log("order.retry", what=what, client_order_id=client_order_id, attempt=attempt,
+                                delay=delay, error=f"{type(last).__name__}: {last}"[:300])
                 self.sleep(delay)
-        raise BrokerUnavailable(f"{what} {client_order_id}: no answer after {self.max_attempts} attempts: {last}")
+        raise self._down(
+            BrokerUnavailable(f"{what} {client_order_id}: no answer after {self.max_attempts} attempts: {last}")
+        )
 
     # ----- reads -----
 

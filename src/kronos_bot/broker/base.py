@@ -83,6 +83,22 @@ class BrokerUnavailable(BrokerError):
     """The broker could not be reached or kept failing (timeouts, 5xx, 429) after our retries."""
 
 
+class BrokerAuthError(BrokerUnavailable):
+    """The broker refuses our credentials (401, or 403 on a read): nothing works until the keys are fixed.
+
+    A kind of BrokerUnavailable, so every caller that pauses on an outage pauses here too (entries stop,
+    exits keep trying); retrying sooner would not help, so it is never retried within a call.
+    """
+
+    FIX = ("check ALPACA_API_KEY / ALPACA_SECRET_KEY in the environment or .env: paper keys work only with "
+           "broker.live: false and live keys only with broker.live: true; regenerate revoked keys in the "
+           "Alpaca dashboard, then restart")
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
 class OrderNotFound(BrokerError):
     """No order with that id / client_order_id exists at the broker."""
 

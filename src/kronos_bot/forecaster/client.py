@@ -99,6 +99,8 @@ class ForecasterClient:
         self._info_fingerprint: str | None = None
         # Why the last probe found nothing (e.g. "PermissionError: ..." when not in the socket's group).
         self.last_probe_error: str | None = None
+        # Set by the trader: True when a retry repeats an ongoing outage (then logged at debug, counted).
+        self.repeats: Callable[[str], bool] | None = None
         headers = {"Accept": "application/json", "User-Agent": "kronos-bot-forecaster-client"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
@@ -252,8 +254,11 @@ class ForecasterClient:
             if attempt < self.max_attempts:
                 delay = max(self.backoff_seconds * 2 ** (attempt - 1), retry_after)
                 delay = min(delay, MAX_BACKOFF_SECONDS)
-                self.log.warning("forecaster.retry", endpoint=self.endpoint, path=path, attempt=attempt,
-                                 max_attempts=self.max_attempts, error=last_error, delay_seconds=round(delay, 3))
+                quiet = self.repeats is not None and self.repeats("forecaster.retry")
+                (self.log.debug if quiet else self.log.warning)(
+                    "forecaster.retry", endpoint=self.endpoint, path=path, attempt=attempt,
+                    max_attempts=self.max_attempts, error=last_error, delay_seconds=round(delay, 3),
+                )
                 self._sleep(delay)
         raise ForecasterUnavailable(
             f"forecaster at {self.endpoint} unavailable after {self.max_attempts} attempt"

@@ -59,6 +59,8 @@ class RetryPolicy:
     timeout_seconds: float = 10.0
     max_delay_seconds: float = MAX_RETRY_DELAY_SECONDS
     sleep: Sleep = time.sleep
+    # True when a retry repeats an ongoing, already logged outage: it is then logged at debug (and counted).
+    repeats: Callable[[str], bool] | None = None
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Wait before attempt `attempt + 1`: doubling backoff, a longer Retry-After wins, both capped."""
@@ -141,8 +143,11 @@ class _PolicyMixin:
                         f"{failure.description} after {attempt} attempt(s)", status=failure.status, attempts=attempt
                     ) from exc
                 delay = policy.delay(attempt, failure.retry_after)
-                log.warning("data.retry", url=url.split("?")[0], attempt=attempt, error=failure.description,
-                            retry_after=failure.retry_after, delay_seconds=round(delay, 3))
+                quiet = policy.repeats is not None and policy.repeats("data.retry")
+                (log.debug if quiet else log.warning)(
+                    "data.retry", url=url.split("?")[0], attempt=attempt, error=failure.description,
+                    retry_after=failure.retry_after, delay_seconds=round(delay, 3),
+                )
                 policy.sleep(delay)
                 attempt += 1
 

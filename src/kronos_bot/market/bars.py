@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pydantic
 from alpaca.data.enums import CryptoFeed
-from alpaca.data.requests import CryptoBarsRequest, CryptoLatestTradeRequest
+from alpaca.data.requests import CryptoBarsRequest, CryptoLatestQuoteRequest, CryptoLatestTradeRequest
 from alpaca.data.timeframe import TimeFrame
 
 from kronos_bot.logs import get_logger
@@ -37,6 +37,7 @@ from kronos_bot.market.alpaca_http import CryptoDataClient, MarketDataError, Ret
 
 if TYPE_CHECKING:
     from kronos_bot.config import BarsSettings, Settings
+    from kronos_bot.health import DegradedTracker
 
 BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 HOUR = timedelta(hours=1)
@@ -55,7 +56,7 @@ class BarsProblem:
     """Why a symbol's bars were not usable this cycle. `reason` is a stable code, `detail` is for people.
 
     Reasons: fetch_failed, no_bars, bad_columns, not_increasing, misaligned, nan, nonpositive_price,
-    ohlc_inconsistent, negative_volume, stale, too_few_bars, gaps_rejected, too_many_missing.
+    ohlc_inconsistent, negative_volume, stale, too_few_bars, gaps_rejected, too_many_missing, range_jump.
     """
 
     symbol: str
@@ -65,10 +66,14 @@ class BarsProblem:
 
 @dataclass(frozen=True)
 class ValidBars:
-    """Validated bars: exactly `count` consecutive closed hours; `filled` lists forward-filled open times."""
+    """Validated bars: exactly `count` consecutive closed hours; `filled` lists forward-filled open times.
+
+    `warnings`: stable codes for data that is usable but odd (`zero_volume`: not one trade in the whole
+    window, which a live feed of these coins never shows; the caller logs it once per episode)."""
 
     df: pd.DataFrame
     filled: tuple[datetime, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 # ----- frames -----
@@ -219,18 +224,45 @@ def validate_bars(symbol: str, df: pd.DataFrame, now: datetime, settings: BarsSe
         return problem("too_many_missing", f"{len(missing)} missing hour(s) in the last {settings.count} "
                                            f"(max {settings.max_missing_bars}), first {_ts(_timestamp(missing[0]))}")
     window = pd.DatetimeIndex(window_times, name="timestamp").tz_localize(UTC).as_unit(index.unit)
+    filled: tuple[datetime, ...] = ()
     if len(missing) == 0:
-        return ValidBars(pd.DataFrame(values[rows], index=window, columns=list(BAR_COLUMNS)))
+        window_values = values[rows]
+    else:
+        # Forward-fill: a missing hour is a bar at the previous close (the window starts at or after the
+        # first real bar, so every missing hour has an earlier bar), with no volume.
+        before = np.searchsorted(times, window_times, side="right") - 1
+        window_values = values[before].copy()
+        gap = ~present
+        window_values[gap, :4] = values[before[gap], 3:4]
+        window_values[gap, 4] = 0.0
+        filled = tuple(_timestamp(ns).to_pydatetime() for ns in missing)
+    jump = _range_jump(window_values, window, settings.max_range_multiple)
+    if jump is not None:
+        return problem("range_jump", jump)
+    warnings = ("zero_volume",) if not window_values[:, 4].any() else ()
+    return ValidBars(pd.DataFrame(window_values, index=window, columns=list(BAR_COLUMNS)), filled, warnings)
 
-    # Forward-fill: a missing hour is a bar at the previous close (the window starts at or after the
-    # first real bar, so every missing hour has an earlier bar), with no volume.
-    before = np.searchsorted(times, window_times, side="right") - 1
-    filled_values = values[before].copy()
-    gap = ~present
-    filled_values[gap, :4] = values[before[gap], 3:4]
-    filled_values[gap, 4] = 0.0
-    filled = tuple(_timestamp(ns).to_pydatetime() for ns in missing)
-    return ValidBars(pd.DataFrame(filled_values, index=window, columns=list(BAR_COLUMNS)), filled)
+
+def _range_jump(values: np.ndarray, index: pd.DatetimeIndex, max_multiple: float) -> str | None:
+    """Why the window holds a bar no market printed, or None.
+
+    A bar's true range (high/low widened to the previous close, so a gap counts too) is compared with the
+    window's median true range: a 10x print, or a bar at ten times the price, is hundreds of medians
+    wide, while the real hourly bars of these coins stay under ~15 (the August 2024 crash). Bars of a
+    window without any movement (median 0, e.g. filled hours only) are not judged.
+    """
+    high, low, close = values[:, 1], values[:, 2], values[:, 3]
+    previous = np.concatenate((close[:1], close[:-1]))
+    true_range = np.maximum(high, previous) - np.minimum(low, previous)
+    median = float(np.median(true_range))
+    if median <= 0:
+        return None
+    worst = int(np.argmax(true_range))
+    multiple = float(true_range[worst]) / median
+    if multiple <= max_multiple:
+        return None
+    return (f"bar at {_ts(index[worst])} spans {multiple:.1f}x the window's median true range "
+            f"({float(true_range[worst]):.6g} vs {median:.6g}; max bars.max_range_multiple {max_multiple:g})")
 
 
 def _timestamp(ns: int | np.integer) -> pd.Timestamp:
@@ -255,7 +287,7 @@ class AlpacaMarketData:
     """Bars and latest prices for the trader, through one reusable alpaca-py client (keys optional)."""
 
     def __init__(self, settings: Settings, *, sleep: Sleep = time.sleep,
-                 client: CryptoDataClient | None = None) -> None:
+                 client: CryptoDataClient | None = None, health: DegradedTracker | None = None) -> None:
         self._bars_settings = settings.bars
         policy = RetryPolicy(
             max_attempts=settings.bars.max_attempts,
@@ -263,6 +295,7 @@ class AlpacaMarketData:
             timeout_seconds=settings.bars.request_timeout_seconds,
             max_delay_seconds=settings.bars.max_retry_delay_seconds,
             sleep=sleep,
+            repeats=(lambda event: health.repeat("market_data", event)) if health is not None else None,
         )
         keys = (_secret(settings.alpaca_api_key), _secret(settings.alpaca_secret_key))
         with_keys = all(keys)
@@ -273,6 +306,8 @@ class AlpacaMarketData:
             url_override=settings.bars.data_url_override,
         )
         self._feed = CryptoFeed(settings.bars.feed)
+        # Symbols whose last window had no volume at all: warned once when that starts, noted when it ends.
+        self._zero_volume: set[str] = set()
 
     def closed_bars(self, symbols: Sequence[str], now: datetime | None = None) -> dict[str, pd.DataFrame | BarsProblem]:
         """One request for all symbols; per symbol the validated last `count` closed bars, or the problem.
@@ -308,8 +343,33 @@ class AlpacaMarketData:
             if checked.filled:
                 log.info("data.gap_filled", symbol=symbol, hours=len(checked.filled),
                          filled=[_ts(ts) for ts in checked.filled])
+            self._note_zero_volume(symbol, "zero_volume" in checked.warnings)
             results[symbol] = checked.df
         return results
+
+    def _note_zero_volume(self, symbol: str, zero: bool) -> None:
+        if zero and symbol not in self._zero_volume:
+            self._zero_volume.add(symbol)
+            log.warning("data.zero_volume", symbol=symbol, bars=self._bars_settings.count,
+                        detail="not one trade in the whole window: the feed may be broken; the bars are still used")
+        elif not zero and symbol in self._zero_volume:
+            self._zero_volume.discard(symbol)
+            log.info("data.zero_volume_end", symbol=symbol)
+
+    def latest_quote_mids(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """(bid + ask) / 2 of the latest quote per symbol: the second opinion on a suspect latest trade."""
+        if not symbols:
+            return {}
+        quotes = self._client.get_crypto_latest_quote(
+            CryptoLatestQuoteRequest(symbol_or_symbols=list(symbols)), feed=self._feed
+        )
+        mids: dict[str, Decimal] = {}
+        for symbol in symbols:
+            quote = quotes.get(symbol)  # type: ignore[union-attr]
+            bid, ask = getattr(quote, "bid_price", None), getattr(quote, "ask_price", None)
+            if bid and ask and math.isfinite(bid) and math.isfinite(ask) and 0 < bid <= ask:
+                mids[symbol] = (Decimal(str(bid)) + Decimal(str(ask))) / 2
+        return mids
 
     def latest_prices(self, symbols: Sequence[str]) -> dict[str, Decimal]:
         """Latest trade price per symbol as Decimal; symbols without a usable price are left out (logged)."""

@@ -24,6 +24,9 @@ _OPT_IN = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     for option, env_var, why in _OPT_IN.values():
         parser.addoption(option, action="store_true", default=False, help=f"run tests that {why} (or set {env_var}=1)")
+    parser.addoption("--crash-kills", type=int, default=None,
+                     help="kills in the crash campaign (default 14, about two minutes; or KRONOS_BOT_CRASH_KILLS)")
+    parser.addoption("--crash-seed", type=int, default=None, help="random seed of the crash campaign (default 12)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

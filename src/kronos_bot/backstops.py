@@ -131,11 +131,8 @@ class Backstops:
         for row in self._unresolved_rows(position.id):
             if row.client_order_id in candidates:
                 continue
-            found = self.desk.lookup(row.client_order_id)
-            if found is None:
-                self.journal.mark_order(row.client_order_id, OrderStatus.CANCELED.value, "not found at the broker",
-                                        now=self.desk.clock())
-            elif found.is_open:
+            found = self._look_up(row.client_order_id)
+            if found is not None and found.is_open:
                 candidates[found.client_order_id] = found
         linked = position.backstop_client_order_id
         keep = candidates.get(linked) if linked else None
@@ -208,12 +205,9 @@ class Backstops:
         for row in self._unresolved_rows(position.id, include_open=True):
             if row.client_order_id in targets:
                 continue
-            found = self.desk.lookup(row.client_order_id)
-            if found is None:
-                self.journal.mark_order(row.client_order_id, OrderStatus.CANCELED.value, "not found at the broker",
-                                        now=self.desk.clock())
-                continue
-            targets[row.client_order_id] = self._cancel(found, position.id) if found.is_open else found
+            found = self._look_up(row.client_order_id)
+            if found is not None:
+                targets[row.client_order_id] = self._cancel(found, position.id) if found.is_open else found
         for order in _live_now(self.journal, own_backstops(live or (), position.symbol)):
             if order.client_order_id not in targets:
                 targets[order.client_order_id] = self._cancel(order, position.id)
@@ -233,10 +227,7 @@ class Backstops:
         for row in self.journal.orders_of_position(position.id, purpose="backstop"):
             if row.status in (OrderStatus.FILLED.value, OrderStatus.REPLACED.value, "skipped"):
                 continue
-            try:
-                found = self.desk.lookup(row.client_order_id)
-            except OrderNotFound:
-                found = None
+            found = self._look_up(row.client_order_id)
             if found is not None and found.is_open:
                 self._cancel(found, position.id)  # nothing left to protect: never let it sell later
 
@@ -336,6 +327,13 @@ class Backstops:
         log.info("backstop.replaced", symbol=position.symbol, position_id=position.id, stop=stop, limit=limit,
                  previous_stop=position.backstop_stop, order_id=result.order_id, method="cancel_then_place")
         return self.journal.get_position(position.id)
+
+    def _look_up(self, cid: str) -> OrderResult | None:
+        """The broker's word on a row whose outcome is unknown; a request that never arrived is marked so."""
+        found = self.desk.lookup(cid)
+        if found is None:
+            self.journal.mark_order(cid, OrderStatus.CANCELED.value, "not found at the broker", now=self.desk.clock())
+        return found
 
     def _cancel(self, order: OrderResult, position_id: int | None) -> OrderResult | None:
         """Journal `cancel_requested`, cancel, record the final state (None: the broker does not know it)."""

@@ -402,11 +402,22 @@ class Executor:
             return None
         if cleared.filled:
             return self._close(position, ExitReason.BACKSTOP, now)
-        held = self._free_qty(position, broker_position)
-        if held <= 0:
+        if broker_position is None or broker_position.qty <= 0:
             if self.journal.sell_fills(position.id):
                 return self._close(position, self._reason_of_fills(position, reason), now)
             return self.close_vanished(position, now=now, price=price)
+        held = self._free_qty(position, broker_position)
+        if held <= 0:
+            # The coins are there but open orders hold them (one of ours the journal does not know).
+            try:
+                held = self._free_coins(position)
+            except BrokerUnavailable as exc:
+                log.warning("exit.deferred", symbol=position.symbol, position_id=position.id, reason=reason.value,
+                            error=str(exc))
+                return None
+            if held <= 0:
+                self._note_blocked(position, reason, "the position's coins are held by orders that are not ours")
+                return None
         outcome = self._sell(position, held, reason, price, now)
         if isinstance(outcome, PositionRecord) or outcome is None:
             return outcome

@@ -19,24 +19,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-prices", action="store_true", help="do not ask the market for latest prices")
 
 
+# `status` answers during outages: one attempt per question, a short timeout each, never a traceback.
+PROBE_TIMEOUT_SECONDS = 2.0
+
+
 def _forecaster_health(settings: Settings) -> dict[str, Any]:
-    """Ask the service (never loads the model here)."""
+    """Ask the service (never loads the model here); any failure is reported in place of the answer."""
     from kronos_bot.forecaster.client import ForecasterClient
 
     if settings.forecaster.mode == "inprocess":
         return {"state": "inprocess", "detail": "forecaster.mode is inprocess: the model loads inside each command"}
-    client = ForecasterClient.from_settings(settings)
     try:
-        state = client.probe()
+        client = ForecasterClient.from_settings(settings)
+    except Exception as exc:  # noqa: BLE001 - a status line, not a crash
+        return {"state": "down", "error": f"{type(exc).__name__}: {exc}"}
+    client.max_attempts = 1
+    try:
+        state = client.probe(timeout=PROBE_TIMEOUT_SECONDS)
         out: dict[str, Any] = {"state": state, "endpoint": client.endpoint}
         if state == "down":
             out["error"] = client.last_probe_error
         elif state == "ready":
-            info = client.model_info()
-            out["model"] = info.get("model")
+            try:
+                out["model"] = client.model_info().get("model")
+            except Exception as exc:  # noqa: BLE001 - e.g. 401: the model is unknown, the rest still shows
+                out["state"] = "unauthorized" if "401" in str(exc) else "error"
+                out["error"] = str(exc)
         return out
     finally:
         client.close()
+
+
+def _latest_prices(settings: Settings, symbols: list[str]) -> tuple[dict[str, Decimal], str | None]:
+    """Latest trades with one short attempt; (prices, why not) -- an outage is a line, not a wait."""
+    from kronos_bot.market.bars import AlpacaMarketData
+
+    quick = settings.model_copy(update={"bars": settings.bars.model_copy(update={
+        "max_attempts": 1, "request_timeout_seconds": min(settings.bars.request_timeout_seconds, 3.0),
+    })})
+    try:
+        prices = AlpacaMarketData(quick).latest_prices(symbols)
+    except Exception as exc:  # noqa: BLE001 - status must work during an outage
+        return {}, f"{type(exc).__name__}: {exc}"
+    missing = [s for s in symbols if s not in prices]
+    return prices, (f"no latest trade for {', '.join(missing)} (market data down or unreachable)" if missing else None)
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -47,17 +73,19 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     if not Path(settings.journal.path).exists():
         print(f"no journal at {settings.journal.path} yet (the trader has not run with this config)")
         return 0
-    journal = Journal.from_settings(settings)
+    try:
+        journal = Journal.from_settings(settings)
+    except Exception as exc:  # noqa: BLE001 - a locked, unreadable or newer journal is a message, not a traceback
+        print(f"cannot read the journal at {settings.journal.path}: {type(exc).__name__}: {exc}")
+        return 1
     try:
         positions = journal.open_positions()
         prices: dict[str, Decimal] = {}
+        down: dict[str, str] = {}
         if positions and not args.no_prices:
-            try:
-                from kronos_bot.market.bars import AlpacaMarketData
-
-                prices = AlpacaMarketData(settings).latest_prices(sorted({p.symbol for p in positions}))
-            except Exception as exc:  # status must work during an outage
-                print(f"(latest prices unavailable: {exc})")
+            prices, problem = _latest_prices(settings, sorted({p.symbol for p in positions}))
+            if problem:
+                down["market_data"] = problem
         rows = []
         for p in positions:
             price = prices.get(p.symbol)
@@ -70,11 +98,15 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
                 "unrealized_pnl": str(unrealized.quantize(Decimal("0.01"))) if unrealized is not None else None,
             })
         cycles = journal.recent_cycles(limit=1, kind="entry")
+        forecaster = _forecaster_health(settings)
+        if forecaster.get("state") not in ("ready", "inprocess"):
+            down["forecaster"] = str(forecaster.get("error") or forecaster.get("state"))
         status = {
             "broker": settings.effective_broker(),
             "positions": rows,
             "last_cycle": cycles[0] if cycles else None,
-            "forecaster": _forecaster_health(settings),
+            "forecaster": forecaster,
+            "down": down,
         }
     finally:
         journal.close()
@@ -82,6 +114,8 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(status, indent=2, default=str))
         return 0
     print(f"broker: {status['broker']}")
+    for part, why in down.items():
+        print(f"down: {part}: {why}")
     print(f"forecaster: {json.dumps(status['forecaster'], default=str)}")
     last = status["last_cycle"]
     print(f"last cycle: {json.dumps(last, default=str) if last else 'none yet'}")

@@ -182,7 +182,13 @@ def test_status_reports_a_forecaster_that_answers_401_and_never_crashes(
 
         write_settings(tmp_path, "http://127.0.0.1:9", forecaster={"mode": "service", "url": server.endpoint.url},
                        bars={"request_timeout_seconds": 1.0})
-        Journal(tmp_path / "journal.sqlite").close()
+        with Journal(tmp_path / "journal.sqlite") as journal:  # one open position: status asks for its price
+            from kronos_bot.config import ExitSettings
+            from kronos_bot.exits import initial_state
+
+            journal.open_position(symbol="BTC/USD", entry_time=CYCLE_NOW, entry_price=D(100), entry_filled_qty=D(1),
+                                  entry_cost=D(100), qty=D("0.9975"),
+                                  stop=initial_state(D(100), CYCLE_NOW, ExitSettings()))
         out = io.StringIO()
         started = time.monotonic()
         with redirect_stdout(out):
@@ -194,4 +200,6 @@ def test_status_reports_a_forecaster_that_answers_401_and_never_crashes(
     assert code == 0, text
     assert "Traceback" not in text
     assert "down: forecaster" in text and "unauthorized" in text
+    assert "down: market_data" in text  # the data API does not answer: said, not raised
+    assert "BTC/USD" in text  # and what the journal knows is still shown
     assert elapsed < 10

@@ -418,6 +418,7 @@ def final_report(fake: FakeAlpaca, journal_path: Path, tally: Tally) -> dict[str
     }
 
 
+@pytest.mark.timeout(7200)  # a long campaign (--crash-kills) may take a while; the default one ~90 s
 def test_crash_campaign(fake_alpaca: FakeAlpaca, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     kills = int(request.config.getoption("--crash-kills") or os.environ.get("KRONOS_BOT_CRASH_KILLS") or 14)
     seed = int(request.config.getoption("--crash-seed") or 12)

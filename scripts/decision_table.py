@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kronos_bot.decision_table import parse_log_lines, render_events
+from kronos_bot.trader.decision_table import parse_log_lines, render_events
 
 
 def main() -> int:

@@ -16,9 +16,9 @@ from structlog.testing import capture_logs
 from kronos_bot.broker.alpaca import AlpacaBroker
 from kronos_bot.config import Settings
 from kronos_bot.domain import Action, Decision, Tier
-from kronos_bot.execution import Executor
-from kronos_bot.exit_monitor import ExitMonitor
-from kronos_bot.journal import Journal
+from kronos_bot.trader.execution import Executor
+from kronos_bot.trader.exit_monitor import ExitMonitor
+from kronos_bot.trader.journal import Journal
 from tests.fakealpaca import FakeAlpaca, Request
 
 D = Decimal

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kronos_bot.broker.base import OrderSide, OrderType
-from kronos_bot.reconcile import Reconciler
+from kronos_bot.trader.reconcile import Reconciler
 from tests.broker_support import ORDERS, Rig, build_rig, captured_logs, enter, standard_rig
 from tests.fakealpaca import FakeAlpaca, Request, Response
 
@@ -300,7 +300,7 @@ def test_kill_before_a_backstop_placement_response_leaves_one_backstop(rig: Rig,
 
 
 def test_own_order_is_recognised_by_its_client_id_alone() -> None:
-    from kronos_bot.orders import backstop_seq_of, is_own_order, own_kind
+    from kronos_bot.trader.orders import backstop_seq_of, is_own_order, own_kind
 
     assert own_kind("kb-BTCUSD-stop-20250301T120030-4") == "stop"
     assert own_kind("kb-BTCUSD-sell-20250301T120030") == "sell"
@@ -319,6 +319,6 @@ def test_intent_is_journaled_before_a_backstop_request_is_sent(rig: Rig) -> None
 
 
 def _reason(name: str) -> Any:
-    from kronos_bot.exits import ExitReason
+    from kronos_bot.trader.stops import ExitReason
 
     return ExitReason(name)

@@ -15,8 +15,8 @@ from kronos_bot.backtest.progress import Progress, format_duration, format_progr
 from kronos_bot.backtest.replay import EquityPoint
 from kronos_bot.backtest.runner import BacktestRun
 from kronos_bot.backtest.summary import build_summary, trade_row
-from kronos_bot.journal import Journal
-from kronos_bot.exits import initial_state
+from kronos_bot.trader.journal import Journal
+from kronos_bot.trader.stops import initial_state
 from tests.backtest_support import settings
 
 D = Decimal

@@ -14,10 +14,10 @@ from kronos_bot.backtest.period import Period
 from kronos_bot.backtest.runner import run_backtest
 from kronos_bot.broker.sim import SimBroker
 from kronos_bot.domain import Action, Decision, Tier
-from kronos_bot.execution import Executor
-from kronos_bot.exit_monitor import ExitMonitor
-from kronos_bot.exits import initial_state, update_stop_bar
-from kronos_bot.journal import Journal
+from kronos_bot.trader.execution import Executor
+from kronos_bot.trader.exit_monitor import ExitMonitor
+from kronos_bot.trader.stops import initial_state, update_stop_bar
+from kronos_bot.trader.journal import Journal
 from tests.backtest_support import HOUR, T0, ScriptedForecaster, flat_then, settings, trend, up_at
 
 D = Decimal

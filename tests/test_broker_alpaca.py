@@ -11,7 +11,7 @@ from kronos_bot.broker import make_broker
 from kronos_bot.broker.alpaca import AlpacaBroker, BrokerConfigError, LiveTradingRefused, resolve_paper
 from kronos_bot.broker.base import BrokerUnavailable, OrderRejected, OrderSkipped
 from kronos_bot.config import Settings
-from kronos_bot.journal import Journal
+from kronos_bot.trader.journal import Journal
 from tests.broker_support import KEYS, ORDERS, Rig, build_rig, buys, captured_logs, enter, make_settings, standard_rig
 from tests.fakealpaca import FakeAlpaca, Fault, Request, Response
 

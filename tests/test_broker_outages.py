@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from kronos_bot.domain import Action, Decision, Tier
-from kronos_bot.health import DegradedTracker
-from kronos_bot.trader import TraderDaemon, build_trader_parts, run_exit_check
+from kronos_bot.trader.health import DegradedTracker
+from kronos_bot.trader.daemon import TraderDaemon, build_trader_parts, run_exit_check
 from tests.fakealpaca import Fault, FakeAlpaca
 from tests.trader_support import CYCLE_NOW, JsonLogs, ScriptedForecaster, load_market, settings_for
 
@@ -171,7 +171,7 @@ def test_status_reports_a_forecaster_that_answers_401_and_never_crashes(
     from kronos_bot.cli import main
     from kronos_bot.forecaster.server import BackgroundServer
     from kronos_bot.forecaster.service import create_app
-    from kronos_bot.journal import Journal
+    from kronos_bot.trader.journal import Journal
     from tests.forecaster_support import TOKEN
 
     server = BackgroundServer(create_app(lambda: ScriptedForecaster(), token=TOKEN), host="127.0.0.1").start()
@@ -184,7 +184,7 @@ def test_status_reports_a_forecaster_that_answers_401_and_never_crashes(
                        bars={"request_timeout_seconds": 1.0})
         with Journal(tmp_path / "journal.sqlite") as journal:  # one open position: status asks for its price
             from kronos_bot.config import ExitSettings
-            from kronos_bot.exits import initial_state
+            from kronos_bot.trader.stops import initial_state
 
             journal.open_position(symbol="BTC/USD", entry_time=CYCLE_NOW, entry_price=D(100), entry_filled_qty=D(1),
                                   entry_cost=D(100), qty=D("0.9975"),

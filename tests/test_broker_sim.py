@@ -19,7 +19,7 @@ from kronos_bot.broker.base import (
 )
 from kronos_bot.broker.sim import SimBroker
 from kronos_bot.config import Settings, SimBrokerSettings
-from kronos_bot.journal import Journal
+from kronos_bot.trader.journal import Journal
 
 D = Decimal
 T0 = datetime(2025, 3, 1, 12, tzinfo=UTC)

@@ -45,7 +45,7 @@ import yaml
 
 from kronos_bot.forecaster.server import BackgroundServer
 from kronos_bot.forecaster.service import create_app
-from kronos_bot.journal import Journal
+from kronos_bot.trader.journal import Journal
 from tests.conftest import SHIPPED_CONFIG
 from tests.fakealpaca import Fault, FakeAlpaca, FaultHandle, Request
 from tests.process_support import Proc

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from kronos_bot.forecast_types import SamplingParams, SeriesInput
-from kronos_bot.journal import Journal
+from kronos_bot.trader.journal import Journal
 from tests.conftest import FIXTURES, SHIPPED_CONFIG
 from tests.process_support import Proc
 

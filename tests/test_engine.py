@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kronos_bot import engine
+from kronos_bot.trader import engine
 from kronos_bot.broker.base import Account
 from kronos_bot.config import Settings
 from kronos_bot.domain import (

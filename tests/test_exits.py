@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from kronos_bot.config import ExitSettings
-from kronos_bot.exits import (
+from kronos_bot.trader.stops import (
     ExitReason,
     StopState,
     backstop_needs_replace,

@@ -12,9 +12,9 @@ from kronos_bot.broker.base import OrderStatus
 from kronos_bot.broker.sim import SimBroker
 from kronos_bot.config import Settings
 from kronos_bot.domain import Action, Decision, Tier
-from kronos_bot.execution import Executor
-from kronos_bot.exit_monitor import ExitMonitor
-from kronos_bot.journal import Journal
+from kronos_bot.trader.execution import Executor
+from kronos_bot.trader.exit_monitor import ExitMonitor
+from kronos_bot.trader.journal import Journal
 
 D = Decimal
 T0 = datetime(2025, 3, 1, 12, 0, 30, tzinfo=UTC)
@@ -210,7 +210,7 @@ def test_rejected_entry_is_logged_not_retried(tmp_path: Path, notional: str) -> 
 
 def test_one_entry_cycle_wired_end_to_end(tmp_path: Path) -> None:
     """How the trader wires one entry cycle: reconcile -> risk state -> engine -> journal -> orders."""
-    from kronos_bot import engine
+    from kronos_bot.trader import engine
     from kronos_bot.domain import (
         GateResults,
         KronosResult,
@@ -220,7 +220,7 @@ def test_one_entry_cycle_wired_end_to_end(tmp_path: Path) -> None:
         TechnicalResult,
         TechnicalVerdict,
     )
-    from kronos_bot.reconcile import Reconciler
+    from kronos_bot.trader.reconcile import Reconciler
 
     market = Market()
     market.prices.update({"BTC/USD": D(100), "ETH/USD": D(2000)})

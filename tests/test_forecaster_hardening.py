@@ -30,7 +30,7 @@ from kronos_bot.forecaster import server as server_module
 from kronos_bot.forecaster.schemas import ErrorResponse, request_payload
 from kronos_bot.forecaster.server import BackgroundServer, Endpoint
 from kronos_bot.forecaster.service import BodySizeLimit, ServiceLimits, create_app
-from kronos_bot.forecaster.systemd import Notifier
+from kronos_bot.systemd import Notifier
 from tests.forecaster_support import (
     TOKEN,
     make_series,

@@ -27,7 +27,7 @@ from kronos_bot.forecaster.server import (
     run,
 )
 from kronos_bot.forecaster.service import ServiceLimits, create_app
-from kronos_bot.forecaster.systemd import Notifier
+from kronos_bot.systemd import Notifier
 from tests.forecaster_support import (
     TINY_MODEL,
     TINY_TOKENIZER,

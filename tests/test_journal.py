@@ -24,8 +24,8 @@ from kronos_bot.domain import (
     TechnicalVerdict,
     Tier,
 )
-from kronos_bot.exits import initial_state
-from kronos_bot.journal import SCHEMA_VERSION, Journal, JournalError
+from kronos_bot.trader.stops import initial_state
+from kronos_bot.trader.journal import SCHEMA_VERSION, Journal, JournalError
 
 T0 = datetime(2025, 3, 1, 12, tzinfo=UTC)
 D = Decimal
@@ -119,7 +119,7 @@ def test_position_lifecycle_and_restart(tmp_path: Path) -> None:
     pos = _open(j)
     assert pos.is_open and pos.entry_fee == D("0.0025") and pos.stop_price == D(98)
     state = pos.stop_state()
-    from kronos_bot.exits import update_stop
+    from kronos_bot.trader.stops import update_stop
 
     state, _ = update_stop(state, D(120), ExitSettings(), T0 + timedelta(minutes=5))
     j.update_stop(pos.id, state)
@@ -280,7 +280,7 @@ def test_last_exit_times_per_symbol_over_many_positions() -> None:
 
 
 def test_version_1_journal_gains_the_version_2_indexes(tmp_path: Path) -> None:
-    from kronos_bot.journal import MIGRATIONS
+    from kronos_bot.trader.journal import MIGRATIONS
 
     path = tmp_path / "old.sqlite"
     conn = sqlite3.connect(path)

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from kronos_bot.config import BarsSettings
-from kronos_bot.exit_monitor import ExitMonitor
+from kronos_bot.trader.exit_monitor import ExitMonitor
 from kronos_bot.market.bars import AlpacaMarketData, BarsProblem, ValidBars, validate_bars
-from kronos_bot.price_guard import GuardState, Outcome, screen
-from kronos_bot.prices import PriceBook
+from kronos_bot.trader.price_guard import GuardState, Outcome, screen
+from kronos_bot.trader.prices import PriceBook
 from tests.broker_support import Rig, captured_logs, enter, standard_rig
 from tests.fakealpaca import FakeAlpaca
 from tests.trader_support import fixture_bars

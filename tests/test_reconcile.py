@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kronos_bot.broker.base import OrderSide, OrderType, client_order_id
-from kronos_bot.reconcile import Reconciler
+from kronos_bot.trader.reconcile import Reconciler
 from tests.broker_support import T0, Rig, captured_logs, enter, standard_rig
 from tests.fakealpaca import FakeAlpaca
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from kronos_bot.decision_table import parse_log_lines, render_events
-from kronos_bot.trader import build_trader_parts
+from kronos_bot.trader.decision_table import parse_log_lines, render_events
+from kronos_bot.trader.daemon import build_trader_parts
 from tests.conftest import FIXTURES, REPO_ROOT
 from tests.trader_support import CYCLE_NOW, SYMBOLS, ScriptedForecaster, load_market, write_settings
 

@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from kronos_bot.market.news import NewsArticle, NewsFeed
-from kronos_bot.trader import build_trader_parts, run_exit_check
+from kronos_bot.trader.daemon import build_trader_parts, run_exit_check
 from tests.fakealpaca import Fault
 from tests.trader_support import CYCLE_NOW, LAST_BAR_OPEN, SYMBOLS, JsonLogs, ScriptedForecaster, load_market, settings_for
 
@@ -238,8 +238,8 @@ def test_exit_check_survives_a_market_data_outage(tmp_path: Path, fake_alpaca) -
 
 
 def test_daemon_schedule_uses_utc_cron_with_offset_and_safe_job_defaults(tmp_path: Path, fake_alpaca) -> None:  # noqa: ANN001
-    from kronos_bot.forecaster.systemd import Notifier
-    from kronos_bot.trader import TraderDaemon
+    from kronos_bot.systemd import Notifier
+    from kronos_bot.trader.daemon import TraderDaemon
 
     clock = Clock(CYCLE_NOW)
     parts = build(tmp_path, fake_alpaca, ScriptedForecaster(), clock)
@@ -261,7 +261,7 @@ def test_daemon_schedule_uses_utc_cron_with_offset_and_safe_job_defaults(tmp_pat
 
 
 def test_cycle_slot_names_orders_per_schedule_slot() -> None:
-    from kronos_bot.cycle import cycle_slot
+    from kronos_bot.trader.cycle import cycle_slot
 
     t = datetime(2025, 1, 1, 12, 15, 30, 400000, tzinfo=UTC)
     assert cycle_slot(t) == datetime(2025, 1, 1, 12, 15, tzinfo=UTC)

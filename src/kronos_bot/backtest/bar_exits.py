@@ -30,7 +30,7 @@ from decimal import Decimal
 
 from kronos_bot.backtest.data import Bar
 from kronos_bot.config import ExitSettings
-from kronos_bot.exits import BarExit, StopState, update_stop_bar
+from kronos_bot.trader.stops import BarExit, StopState, update_stop_bar
 
 HOUR = timedelta(hours=1)
 

@@ -26,10 +26,10 @@ from kronos_bot.backtest.signals import HourSignals
 from kronos_bot.broker import make_broker
 from kronos_bot.config import Settings
 from kronos_bot.domain import Action, Decision
-from kronos_bot.engine import decide_all
-from kronos_bot.execution import EntryOutcome, Executor
-from kronos_bot.exit_monitor import ExitMonitor
-from kronos_bot.journal import Journal, PositionRecord
+from kronos_bot.trader.engine import decide_all
+from kronos_bot.trader.execution import EntryOutcome, Executor
+from kronos_bot.trader.exit_monitor import ExitMonitor
+from kronos_bot.trader.journal import Journal, PositionRecord
 from kronos_bot.logs import get_logger
 
 HOUR = timedelta(hours=1)

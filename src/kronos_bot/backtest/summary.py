@@ -12,9 +12,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from kronos_bot.backtest import metrics
-from kronos_bot.cycle import decision_event
+from kronos_bot.trader.cycle import decision_event
 from kronos_bot.domain import Decision, GateResults
-from kronos_bot.journal import PositionRecord
+from kronos_bot.trader.journal import PositionRecord
 
 if TYPE_CHECKING:
     from kronos_bot.backtest.runner import BacktestRun

@@ -28,8 +28,8 @@ from kronos_bot.broker.base import (
 
 if TYPE_CHECKING:
     from kronos_bot.config import Settings
-    from kronos_bot.health import DegradedTracker
-    from kronos_bot.journal import Journal
+    from kronos_bot.trader.health import DegradedTracker
+    from kronos_bot.trader.journal import Journal
 
 __all__ = [
     "Account",

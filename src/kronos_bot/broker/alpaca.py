@@ -56,7 +56,7 @@ from kronos_bot.broker.base import (
     to_decimal,
 )
 from kronos_bot.config import Settings
-from kronos_bot.health import DegradedTracker
+from kronos_bot.trader.health import DegradedTracker
 from kronos_bot.logs import get_logger, register_secrets
 
 LIVE_CONFIRM_VALUE = "I_UNDERSTAND"

@@ -40,7 +40,7 @@ from kronos_bot.broker.base import (
     round_down,
 )
 from kronos_bot.config import SimBrokerSettings
-from kronos_bot.journal import Journal
+from kronos_bot.trader.journal import Journal
 from kronos_bot.logs import get_logger
 
 PriceSource = Callable[[str], Decimal | None]

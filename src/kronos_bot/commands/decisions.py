@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from kronos_bot.decision_table import format_decision, header
-    from kronos_bot.journal import Journal
+    from kronos_bot.trader.decision_table import format_decision, header
+    from kronos_bot.trader.journal import Journal
 
     if not Path(settings.journal.path).exists():
         print(f"no journal at {settings.journal.path} yet (the trader has not run with this config)")

@@ -21,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     from kronos_bot.broker.alpaca import LiveTradingRefused
-    from kronos_bot.decision_table import render_events
+    from kronos_bot.trader.decision_table import render_events
     from kronos_bot.logs import get_logger
-    from kronos_bot.trader import build_trader_parts
+    from kronos_bot.trader.daemon import build_trader_parts
 
     log = get_logger("kronos_bot.once")
     # With or without --trade: the cycle journals its decisions, so build_trader_parts always opens the journal.

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace, settings: Settings) -> int:
     from kronos_bot.broker.alpaca import LiveTradingRefused
     from kronos_bot.logs import get_logger
-    from kronos_bot.trader import TraderDaemon, build_trader_parts
+    from kronos_bot.trader.daemon import TraderDaemon, build_trader_parts
 
     log = get_logger("kronos_bot.run")
     try:  # before build_trader_parts opens it: a plain refusal instead of a sqlite traceback

@@ -68,7 +68,7 @@ def _latest_prices(settings: Settings, symbols: list[str]) -> tuple[dict[str, De
 def main(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from kronos_bot.journal import Journal
+    from kronos_bot.trader.journal import Journal
 
     if not Path(settings.journal.path).exists():
         print(f"no journal at {settings.journal.path} yet (the trader has not run with this config)")

@@ -32,7 +32,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from kronos_bot.forecaster.service import ForecastService, ModelLoader, ServiceLimits, create_app
-from kronos_bot.forecaster.systemd import Notifier
+from kronos_bot.systemd import Notifier
 from kronos_bot.logs import get_logger
 
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.

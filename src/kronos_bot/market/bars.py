@@ -37,7 +37,7 @@ from kronos_bot.market.alpaca_http import CryptoDataClient, MarketDataError, Ret
 
 if TYPE_CHECKING:
     from kronos_bot.config import BarsSettings, Settings
-    from kronos_bot.health import DegradedTracker
+    from kronos_bot.trader.health import DegradedTracker
 
 BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 HOUR = timedelta(hours=1)

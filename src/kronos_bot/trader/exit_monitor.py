@@ -17,14 +17,14 @@ from decimal import Decimal
 
 from kronos_bot.broker.base import Broker, BrokerPosition, BrokerUnavailable, OrderResult
 from kronos_bot.config import Settings
-from kronos_bot.execution import Executor
-from kronos_bot.exits import update_stop
-from kronos_bot.health import DegradedTracker
-from kronos_bot.journal import Journal, PositionRecord
+from kronos_bot.trader.execution import Executor
+from kronos_bot.trader.stops import update_stop
+from kronos_bot.trader.health import DegradedTracker
+from kronos_bot.trader.journal import Journal, PositionRecord
 from kronos_bot.logs import get_logger
 
 PriceSource = Callable[[str], Decimal | None]
-log = get_logger("kronos_bot.exit_monitor")
+log = get_logger("kronos_bot.trader.exit_monitor")
 
 
 def _utcnow() -> datetime:

@@ -26,15 +26,15 @@ from decimal import Decimal
 
 from kronos_bot.broker.base import Broker, BrokerUnavailable, OrderResult, OrderStatus
 from kronos_bot.config import Settings
-from kronos_bot.execution import Executor
-from kronos_bot.exits import initial_state
-from kronos_bot.journal import ORDER_INTENT, ORDER_UNKNOWN, Journal, OrderRecord, PositionRecord
+from kronos_bot.trader.execution import Executor
+from kronos_bot.trader.stops import initial_state
+from kronos_bot.trader.journal import ORDER_INTENT, ORDER_UNKNOWN, Journal, OrderRecord, PositionRecord
 from kronos_bot.logs import get_logger
 
 # An intent younger than this may still be on its way out from another thread: leave it alone.
 INTENT_GRACE_SECONDS = 120.0
 
-log = get_logger("kronos_bot.reconcile")
+log = get_logger("kronos_bot.trader.reconcile")
 
 
 def _utcnow() -> datetime:

@@ -28,22 +28,22 @@ from kronos_bot.domain import (
     KronosResult,
     SentimentResult,
 )
-from kronos_bot.engine import decide_all
-from kronos_bot.execution import EntryOutcome, Executor
+from kronos_bot.trader.engine import decide_all
+from kronos_bot.trader.execution import EntryOutcome, Executor
 from kronos_bot.forecast_types import Forecaster
 from kronos_bot.gates.forecast_cache import ForecastCache, kronos_gates
 from kronos_bot.gates.kronos import unavailable
 from kronos_bot.gates.sentiment import sentiment_gates
 from kronos_bot.gates.technical import technical_gate
-from kronos_bot.health import DegradedTracker
-from kronos_bot.journal import Journal
+from kronos_bot.trader.health import DegradedTracker
+from kronos_bot.trader.journal import Journal
 from kronos_bot.logs import bound_context, get_logger
 from kronos_bot.market.bars import BarsProblem
 from kronos_bot.market.news import FearGreedProvider, NewsFeed
-from kronos_bot.prices import PriceBook
-from kronos_bot.reconcile import Reconciler
+from kronos_bot.trader.prices import PriceBook
+from kronos_bot.trader.reconcile import Reconciler
 
-log = get_logger("kronos_bot.cycle")
+log = get_logger("kronos_bot.trader.cycle")
 
 
 @dataclass

@@ -22,7 +22,7 @@ class Notifier:
 
     def __init__(self, environ: Mapping[str, str] | None = None, log: Any = None) -> None:
         env = os.environ if environ is None else environ
-        self._log = log or get_logger("kronos_bot.forecaster.systemd")
+        self._log = log or get_logger("kronos_bot.systemd")
         self._address: str | bytes | None = None
         raw = env.get("NOTIFY_SOCKET", "")
         if raw.startswith("@"):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from kronos_bot.backstops import Backstops
+from kronos_bot.trader.backstops import Backstops
 from kronos_bot.broker.base import (
     QTY_STEP_DEFAULT,
     ZERO,
@@ -42,16 +42,16 @@ from kronos_bot.broker.base import (
 )
 from kronos_bot.config import Settings
 from kronos_bot.domain import Action, Decision
-from kronos_bot.engine import RiskState
-from kronos_bot.exits import ExitReason, initial_state
-from kronos_bot.journal import ORDER_UNKNOWN, Journal, OrderRecord, PositionRecord
+from kronos_bot.trader.engine import RiskState
+from kronos_bot.trader.stops import ExitReason, initial_state
+from kronos_bot.trader.journal import ORDER_UNKNOWN, Journal, OrderRecord, PositionRecord
 from kronos_bot.logs import get_logger
-from kronos_bot.orders import FILL_POLL_SECONDS, OrderDesk, fee_rate, own_kind
+from kronos_bot.trader.orders import FILL_POLL_SECONDS, OrderDesk, fee_rate, own_kind
 
 # A partially filled exit whose remainder was cancelled is topped up at most this many times.
 MAX_EXIT_ORDERS = 3
 
-log = get_logger("kronos_bot.execution")
+log = get_logger("kronos_bot.trader.execution")
 
 
 def _utcnow() -> datetime:

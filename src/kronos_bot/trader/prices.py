@@ -19,11 +19,11 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from kronos_bot.broker.base import Broker, BrokerError
-from kronos_bot.health import DegradedTracker
+from kronos_bot.trader.health import DegradedTracker
 from kronos_bot.logs import get_logger
-from kronos_bot.price_guard import GuardState, Outcome, Screened, note_bar, reference, screen
+from kronos_bot.trader.price_guard import GuardState, Outcome, Screened, note_bar, reference, screen
 
-log = get_logger("kronos_bot.prices")
+log = get_logger("kronos_bot.trader.prices")
 
 
 class LatestPriceSource(Protocol):

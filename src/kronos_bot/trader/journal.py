@@ -30,7 +30,7 @@ from typing import Any
 
 from kronos_bot.broker.base import OrderResult, OrderSide, OrderStatus, OrderType
 from kronos_bot.domain import Decision, GateResults
-from kronos_bot.exits import StopState
+from kronos_bot.trader.stops import StopState
 
 # Journal-only order states besides OrderStatus: written-not-yet-sent, outcome unknown, never sent.
 ORDER_INTENT = "intent"

@@ -27,22 +27,22 @@ from typing import Any
 
 from kronos_bot.broker import Broker, make_broker
 from kronos_bot.config import Settings
-from kronos_bot.cycle import CycleReport, EntryCycle, report_broker_down
-from kronos_bot.execution import Executor
-from kronos_bot.exit_monitor import ExitMonitor
-from kronos_bot.forecast_source import ForecasterHandle
+from kronos_bot.trader.cycle import CycleReport, EntryCycle, report_broker_down
+from kronos_bot.trader.execution import Executor
+from kronos_bot.trader.exit_monitor import ExitMonitor
+from kronos_bot.trader.forecast_source import ForecasterHandle
 from kronos_bot.forecast_types import Forecaster, ForecasterUnavailable
-from kronos_bot.forecaster.systemd import Notifier
+from kronos_bot.systemd import Notifier
 from kronos_bot.gates.forecast_cache import ForecastCache
-from kronos_bot.health import DegradedTracker
-from kronos_bot.journal import Journal
+from kronos_bot.trader.health import DegradedTracker
+from kronos_bot.trader.journal import Journal
 from kronos_bot.logs import get_logger
 from kronos_bot.market.bars import AlpacaMarketData
 from kronos_bot.market.news import FearGreedProvider, build_news_feed
-from kronos_bot.prices import PriceBook
-from kronos_bot.reconcile import Reconciler
+from kronos_bot.trader.prices import PriceBook
+from kronos_bot.trader.reconcile import Reconciler
 
-log = get_logger("kronos_bot.trader")
+log = get_logger("kronos_bot.trader.daemon")
 Clock = Callable[[], datetime]
 # APScheduler's own warning for a run skipped because the previous one still runs; we log `job.skipped`.
 _APSCHEDULER_SKIP_PREFIX = 'Execution of job "%s" skipped: maximum number of running instances'

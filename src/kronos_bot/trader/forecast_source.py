@@ -19,7 +19,7 @@ from kronos_bot.forecast_types import (
     SeriesForecast,
     SeriesInput,
 )
-from kronos_bot.health import DegradedTracker
+from kronos_bot.trader.health import DegradedTracker
 
 COMPONENT = "forecaster"
 

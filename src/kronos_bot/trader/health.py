@@ -18,7 +18,7 @@ from typing import Any
 
 from kronos_bot.logs import get_logger
 
-log = get_logger("kronos_bot.health")
+log = get_logger("kronos_bot.trader.health")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from kronos_bot.broker.base import (
     OrderStatus,
     client_order_id,
 )
-from kronos_bot.journal import ORDER_SKIPPED, ORDER_UNKNOWN, Journal
+from kronos_bot.trader.journal import ORDER_SKIPPED, ORDER_UNKNOWN, Journal
 from kronos_bot.logs import get_logger
 
 BOT_ORDER_PREFIX = "kb-"
@@ -33,7 +33,7 @@ BACKSTOP_KIND = "stop"
 # Poll interval while waiting (up to broker.fill_timeout_seconds) for a market order to fill.
 FILL_POLL_SECONDS = 0.5
 
-log = get_logger("kronos_bot.execution")
+log = get_logger("kronos_bot.trader.execution")
 
 
 def is_own_order(cid: str | None) -> bool:

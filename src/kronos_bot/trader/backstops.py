@@ -39,15 +39,15 @@ from kronos_bot.broker.base import (
     client_order_id,
 )
 from kronos_bot.config import Settings
-from kronos_bot.exits import backstop_needs_replace, backstop_prices
-from kronos_bot.journal import ORDER_CANCEL_REQUESTED, ORDER_INTENT, ORDER_UNKNOWN, Journal, PositionRecord
+from kronos_bot.trader.stops import backstop_needs_replace, backstop_prices
+from kronos_bot.trader.journal import ORDER_CANCEL_REQUESTED, ORDER_INTENT, ORDER_UNKNOWN, Journal, PositionRecord
 from kronos_bot.logs import get_logger
-from kronos_bot.orders import BACKSTOP_KIND, OrderDesk, backstop_id_prefix, backstop_seq_of, own_kind
+from kronos_bot.trader.orders import BACKSTOP_KIND, OrderDesk, backstop_id_prefix, backstop_seq_of, own_kind
 
 # Journal rows of a backstop whose broker-side outcome must be looked up before anything else is sent.
 _UNRESOLVED = (ORDER_INTENT, ORDER_UNKNOWN, ORDER_CANCEL_REQUESTED)
 
-log = get_logger("kronos_bot.execution")
+log = get_logger("kronos_bot.trader.execution")
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def crash_during(rig: Rig, method: str, action: Callable[[], Any], *, before: bo
     """Run `action` with the broker's `method` dying after (or before) it reached the broker."""
     real = rig.executor.broker
     dying = DiesAfter(real, method, before=before)
-    for holder in (rig.executor, rig.executor.desk, rig.executor.backstops, rig.monitor):
+    for holder in (rig.executor, rig.executor.desk, rig.monitor):
         holder.broker = dying  # type: ignore[assignment]
     with pytest.raises(Killed):
         action()

@@ -29,7 +29,8 @@ from kronos_bot.domain import Action, Decision
 from kronos_bot.trader.engine import decide_all
 from kronos_bot.trader.execution import EntryOutcome, Executor
 from kronos_bot.trader.exit_monitor import ExitMonitor
-from kronos_bot.trader.journal import Journal, PositionRecord
+from kronos_bot.trader.journal import Journal
+from kronos_bot.trader.records import PositionRecord
 from kronos_bot.logs import get_logger
 
 HOUR = timedelta(hours=1)

@@ -32,7 +32,7 @@ from kronos_bot.backtest.summary import decision_row
 from kronos_bot.config import Settings
 from kronos_bot.forecast_types import Forecaster
 from kronos_bot.gates.forecast_cache import sampling_params
-from kronos_bot.trader.journal import PositionRecord
+from kronos_bot.trader.records import PositionRecord
 from kronos_bot.market.news import NewsFeed, NewsProvider
 
 HOUR = timedelta(hours=1)

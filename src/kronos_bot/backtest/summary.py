@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from kronos_bot.backtest import metrics
 from kronos_bot.trader.cycle import decision_event
 from kronos_bot.domain import Decision, GateResults
-from kronos_bot.trader.journal import PositionRecord
+from kronos_bot.trader.records import PositionRecord
 
 if TYPE_CHECKING:
     from kronos_bot.backtest.runner import BacktestRun

@@ -7,7 +7,7 @@ charges the fee the way Alpaca charges crypto fees -- in the asset received:
     sell: USD received = qty x fill price x (1 - fee)
 so the position holds less than was filled and exits must sell the held quantity, exactly as live.
 
-State (cash, positions, orders) lives in the journal, so a dry run survives restarts. The price source
+State (cash, positions, orders) lives in the journal's file (`sim_store`), so a dry run survives restarts. The price source
 and the clock are injected: the daemon passes the latest-trade lookup and the wall clock, a backtest passes
 the replayed bar's price and time. Stop_limit sells (the backstop) rest until `on_price` / `on_bar` says
 the market crossed them; like Alpaca, an open sell order holds its quantity (a market sell of more than
@@ -39,6 +39,7 @@ from kronos_bot.broker.base import (
     check_sell_qty,
     round_down,
 )
+from kronos_bot.broker.sim_store import SimStore
 from kronos_bot.config import SimBrokerSettings
 from kronos_bot.trader.journal import Journal
 from kronos_bot.logs import get_logger
@@ -71,6 +72,7 @@ class SimBroker:
         min_notional: Decimal = ZERO,
     ) -> None:
         self.journal = journal
+        self.store = SimStore(journal)
         self.settings = settings
         self.price_source = price_source
         self.clock = clock
@@ -89,9 +91,9 @@ class SimBroker:
         return Decimal(price)
 
     def get_account(self) -> Account:
-        cash = self.journal.sim_cash(self.starting_cash)
+        cash = self.store.cash(self.starting_cash)
         equity = cash
-        for symbol, (qty, avg) in self.journal.sim_positions().items():
+        for symbol, (qty, avg) in self.store.positions().items():
             price = self.price_source(symbol)
             equity += qty * (Decimal(price) if price else avg)
         return Account(cash=cash, buying_power=cash, equity=equity)
@@ -102,7 +104,7 @@ class SimBroker:
     def _held(self, symbol: str) -> Decimal:
         """Quantity reserved by open sell orders (Alpaca's qty minus qty_available)."""
         held = ZERO
-        for order, _ in self.journal.sim_open_orders(symbol):
+        for order, _ in self.store.open_orders(symbol):
             if order.side is OrderSide.SELL:
                 held += (order.qty or ZERO) - order.filled_qty
         return held
@@ -118,24 +120,24 @@ class SimBroker:
         )
 
     def get_positions(self) -> list[BrokerPosition]:
-        return [self._position(symbol, qty, avg) for symbol, (qty, avg) in self.journal.sim_positions().items()]
+        return [self._position(symbol, qty, avg) for symbol, (qty, avg) in self.store.positions().items()]
 
     def get_position(self, symbol: str) -> BrokerPosition | None:
         # Only this symbol's open orders are read (the exit monitor asks once per position per tick).
-        held = self.journal.sim_positions().get(symbol)
+        held = self.store.positions().get(symbol)
         return self._position(symbol, *held) if held is not None else None
 
     def get_open_orders(self, symbol: str | None = None) -> list[OrderResult]:
-        return [order for order, _ in self.journal.sim_open_orders(symbol)]
+        return [order for order, _ in self.store.open_orders(symbol)]
 
     def get_order(self, order_id: str) -> OrderResult:
-        found = self.journal.sim_get_order(order_id)
+        found = self.store.get_order(order_id)
         if found is None:
             raise OrderNotFound(order_id)
         return found[0]
 
     def get_order_by_client_id(self, client_order_id: str) -> OrderResult | None:
-        found = self.journal.sim_get_order_by_client_id(client_order_id)
+        found = self.store.get_order_by_client_id(client_order_id)
         return found[0] if found else None
 
     # ----- orders -----
@@ -155,7 +157,7 @@ class SimBroker:
                 return existing  # idempotent, like our Alpaca adapter after a duplicate client_order_id
             market = self._price(symbol)
             notional = check_buy_notional(notional, self.get_asset(symbol), market, self.min_notional)
-            cash = self.journal.sim_cash(self.starting_cash)
+            cash = self.store.cash(self.starting_cash)
             if notional > cash:
                 raise OrderRejected(
                     f"insufficient balance for USD (requested: {notional}, available: {cash})", status_code=403
@@ -179,13 +181,13 @@ class SimBroker:
                 fee_asset=symbol.split("/")[0],
                 filled_at=now,
             )
-            positions = self.journal.sim_positions()
+            positions = self.store.positions()
             old_qty, old_avg = positions.get(symbol, (ZERO, ZERO))
             new_qty = old_qty + received
             avg = (old_qty * old_avg + received * price) / new_qty if new_qty else price
-            self.journal.sim_set_position(symbol, new_qty, avg)
-            self.journal.sim_set_cash(cash - notional)
-            self.journal.sim_save_order(order)
+            self.store.set_position(symbol, new_qty, avg)
+            self.store.set_cash(cash - notional)
+            self.store.save_order(order)
         log.debug("sim.filled", symbol=symbol, side="buy", qty=str(filled), price=str(price), fee=str(fee))
         return order
 
@@ -210,7 +212,7 @@ class SimBroker:
         return order
 
     def _check_available(self, symbol: str, qty: Decimal) -> None:
-        held_qty, _ = self.journal.sim_positions().get(symbol, (ZERO, ZERO))
+        held_qty, _ = self.store.positions().get(symbol, (ZERO, ZERO))
         available = held_qty - self._held(symbol)
         if qty > available:
             raise OrderRejected(
@@ -222,10 +224,10 @@ class SimBroker:
         """Fill (the rest of) a sell: cash += qty x price x (1 - fee); position shrinks."""
         gross = qty * price
         fee = gross * self.fee_rate
-        cash = self.journal.sim_cash(self.starting_cash)
-        self.journal.sim_set_cash(cash + gross - fee)
-        held_qty, avg = self.journal.sim_positions().get(order.symbol, (ZERO, ZERO))
-        self.journal.sim_set_position(order.symbol, held_qty - qty, avg)
+        cash = self.store.cash(self.starting_cash)
+        self.store.set_cash(cash + gross - fee)
+        held_qty, avg = self.store.positions().get(order.symbol, (ZERO, ZERO))
+        self.store.set_position(order.symbol, held_qty - qty, avg)
         filled = order.filled_qty + qty
         prev_value = order.filled_qty * (order.filled_avg_price or ZERO)
         done = replace(
@@ -238,7 +240,7 @@ class SimBroker:
             fee_asset="USD",
             filled_at=self.clock(),
         )
-        self.journal.sim_save_order(done, triggered=True)
+        self.store.save_order(done, triggered=True)
         log.debug("sim.filled", symbol=order.symbol, side="sell", qty=str(qty), price=str(price), fee=str(fee))
         return done
 
@@ -262,14 +264,14 @@ class SimBroker:
                 stop_price=round_down(stop_price, asset.price_increment),
                 limit_price=round_down(limit_price, asset.price_increment),
             )
-            self.journal.sim_save_order(order)
+            self.store.save_order(order)
         return order
 
     def replace_stop_limit(
         self, order_id: str, stop_price: Decimal, limit_price: Decimal, client_order_id: str
     ) -> OrderResult:
         with self.journal.transaction():
-            found = self.journal.sim_get_order(order_id)
+            found = self.store.get_order(order_id)
             if found is None:
                 raise OrderNotFound(order_id)
             old, triggered = found
@@ -287,20 +289,20 @@ class SimBroker:
                 limit_price=round_down(limit_price, asset.price_increment),
             )
             replaced = replace(old, status=OrderStatus.REPLACED, raw_status="replaced", replaced_by=new.order_id)
-            self.journal.sim_save_order(replaced)
-            self.journal.sim_save_order(new)
+            self.store.save_order(replaced)
+            self.store.save_order(new)
         return new
 
     def cancel_order(self, order_id: str) -> OrderResult:
         with self.journal.transaction():
-            found = self.journal.sim_get_order(order_id)
+            found = self.store.get_order(order_id)
             if found is None:
                 raise OrderNotFound(order_id)
             order, triggered = found
             if not order.is_open:
                 return order  # filled (or already gone): the broker's state wins
             canceled = replace(order, status=OrderStatus.CANCELED, raw_status="canceled")
-            self.journal.sim_save_order(canceled, triggered)
+            self.store.save_order(canceled, triggered)
         return canceled
 
     # ----- market events (backstop triggering) -----
@@ -309,13 +311,13 @@ class SimBroker:
         """A trade at `price`: trigger stop_limit sells whose stop it crossed; fill triggered ones >= limit."""
         fills = []
         with self.journal.transaction():
-            for order, triggered in self.journal.sim_open_orders(symbol):
+            for order, triggered in self.store.open_orders(symbol):
                 if order.type is not OrderType.STOP_LIMIT:
                     continue
                 stop, limit = order.stop_price or ZERO, order.limit_price or ZERO
                 if not triggered and price <= stop:
                     triggered = True
-                    self.journal.sim_save_order(order, triggered=True)
+                    self.store.save_order(order, triggered=True)
                 if triggered and price >= limit:
                     fill_price = max(limit, price * (1 - self.slippage))
                     fills.append(self._fill_sell(order, (order.qty or ZERO) - order.filled_qty, fill_price))
@@ -330,7 +332,7 @@ class SimBroker:
         """
         fills = []
         with self.journal.transaction():
-            for order, triggered in self.journal.sim_open_orders(symbol):
+            for order, triggered in self.store.open_orders(symbol):
                 if order.type is not OrderType.STOP_LIMIT:
                     continue
                 stop, limit = order.stop_price or ZERO, order.limit_price or ZERO
@@ -342,7 +344,7 @@ class SimBroker:
                     if trigger_price >= limit:
                         fills.append(self._fill_sell(order, remaining, max(limit, trigger_price * (1 - self.slippage))))
                     else:
-                        self.journal.sim_save_order(order, triggered=True)
+                        self.store.save_order(order, triggered=True)
                 elif high >= limit:
                     fills.append(self._fill_sell(order, remaining, max(open_, limit)))
         return fills

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from kronos_bot.broker.base import (
+    Broker,
     BrokerUnavailable,
     OrderNotFound,
     OrderRejected,
@@ -40,7 +41,8 @@ from kronos_bot.broker.base import (
 )
 from kronos_bot.config import Settings
 from kronos_bot.trader.stops import backstop_needs_replace, backstop_prices
-from kronos_bot.trader.journal import ORDER_CANCEL_REQUESTED, ORDER_INTENT, ORDER_UNKNOWN, Journal, PositionRecord
+from kronos_bot.trader.journal import Journal
+from kronos_bot.trader.records import ORDER_CANCEL_REQUESTED, ORDER_INTENT, ORDER_UNKNOWN, PositionRecord
 from kronos_bot.logs import get_logger
 from kronos_bot.trader.orders import BACKSTOP_KIND, OrderDesk, backstop_id_prefix, backstop_seq_of, own_kind
 
@@ -92,11 +94,16 @@ class Backstops:
 
     def __init__(self, desk: OrderDesk, settings: Settings) -> None:
         self.desk = desk
-        self.broker = desk.broker
         self.journal: Journal = desk.journal
         self.settings = settings
 
     # ----- keeping one live backstop -----
+
+
+    @property
+    def broker(self) -> Broker:
+        """Always the desk's broker: one place to swap it (tests stand a dying proxy in for it)."""
+        return self.desk.broker
 
     def sync(self, position: PositionRecord, live: Sequence[OrderResult] | None = None) -> PositionRecord:
         """Place the backstop at the current stop, or move it when the stop rose enough.

@@ -20,7 +20,8 @@ from kronos_bot.config import Settings
 from kronos_bot.trader.execution import Executor
 from kronos_bot.trader.stops import update_stop
 from kronos_bot.trader.health import DegradedTracker
-from kronos_bot.trader.journal import Journal, PositionRecord
+from kronos_bot.trader.journal import Journal
+from kronos_bot.trader.records import PositionRecord
 from kronos_bot.logs import get_logger
 
 PriceSource = Callable[[str], Decimal | None]

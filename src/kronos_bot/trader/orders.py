@@ -25,7 +25,8 @@ from kronos_bot.broker.base import (
     OrderStatus,
     client_order_id,
 )
-from kronos_bot.trader.journal import ORDER_SKIPPED, ORDER_UNKNOWN, Journal
+from kronos_bot.trader.journal import Journal
+from kronos_bot.trader.records import ORDER_SKIPPED, ORDER_UNKNOWN
 from kronos_bot.logs import get_logger
 
 BOT_ORDER_PREFIX = "kb-"

@@ -28,7 +28,8 @@ from kronos_bot.broker.base import Broker, BrokerUnavailable, OrderResult, Order
 from kronos_bot.config import Settings
 from kronos_bot.trader.execution import Executor
 from kronos_bot.trader.stops import initial_state
-from kronos_bot.trader.journal import ORDER_INTENT, ORDER_UNKNOWN, Journal, OrderRecord, PositionRecord
+from kronos_bot.trader.journal import Journal
+from kronos_bot.trader.records import ORDER_INTENT, ORDER_UNKNOWN, OrderRecord, PositionRecord
 from kronos_bot.logs import get_logger
 
 # An intent younger than this may still be on its way out from another thread: leave it alone.

@@ -1,0 +1,123 @@
+"""The simulated broker's persistence: its cash, positions and orders, in the journal's SQLite file.
+
+Why in the journal file: a dry run must survive restarts exactly like a paper account does, and one file
+means one backup, one WAL and one transaction for a fill and its journal row. Why here and not in the
+journal: these tables are the sim broker's state, not the bot's memory; the journal only creates them
+(its migrations) and lends its connection. Values are stored like the journal's: Decimal as exact TEXT,
+times as ISO-8601 UTC TEXT.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from typing import Any
+
+from kronos_bot.broker.base import OrderResult, OrderSide, OrderStatus, OrderType
+from kronos_bot.trader.journal import Journal
+from kronos_bot.trader.records import decode_decimal, decode_time, encode_decimal, encode_time, utcnow
+
+
+class SimStore:
+    """`sim_account`, `sim_positions` and `sim_orders` of one journal file."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+
+    def cash(self, starting_cash: Decimal) -> Decimal:
+        """The sim account's cash, created with `starting_cash` on first use."""
+        with self.journal.transaction() as conn:
+            row = conn.execute("SELECT cash FROM sim_account WHERE id = 1").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO sim_account (id, cash, starting_cash, updated_at) VALUES (1, ?, ?, ?)",
+                    (encode_decimal(starting_cash), encode_decimal(starting_cash), encode_time(utcnow())),
+                )
+                return starting_cash
+            return Decimal(row["cash"])
+
+    def set_cash(self, cash: Decimal) -> None:
+        self.journal.execute("UPDATE sim_account SET cash = ?, updated_at = ? WHERE id = 1", (encode_decimal(cash), encode_time(utcnow())))
+
+    def positions(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """symbol -> (qty, avg_entry_price)."""
+        rows = self.journal.query("SELECT * FROM sim_positions ORDER BY symbol")
+        return {r["symbol"]: (Decimal(r["qty"]), Decimal(r["avg_entry_price"])) for r in rows}
+
+    def set_position(self, symbol: str, qty: Decimal, avg_entry_price: Decimal) -> None:
+        if qty <= 0:
+            self.journal.execute("DELETE FROM sim_positions WHERE symbol = ?", (symbol,))
+            return
+        self.journal.execute(
+            "INSERT OR REPLACE INTO sim_positions (symbol, qty, avg_entry_price, updated_at) VALUES (?, ?, ?, ?)",
+            (symbol, encode_decimal(qty), encode_decimal(avg_entry_price), encode_time(utcnow())),
+        )
+
+    def save_order(self, order: OrderResult, triggered: bool = False) -> None:
+        self.journal.execute(
+            """INSERT OR REPLACE INTO sim_orders (order_id, client_order_id, symbol, side, type, status, qty,
+                   notional, filled_qty, filled_avg_price, stop_price, limit_price, fee, fee_asset, triggered,
+                   replaced_by, submitted_at, filled_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                order.order_id,
+                order.client_order_id,
+                order.symbol,
+                order.side.value,
+                order.type.value,
+                order.status.value,
+                encode_decimal(order.qty),
+                encode_decimal(order.notional),
+                encode_decimal(order.filled_qty),
+                encode_decimal(order.filled_avg_price),
+                encode_decimal(order.stop_price),
+                encode_decimal(order.limit_price),
+                encode_decimal(order.fee),
+                order.fee_asset,
+                int(triggered),
+                order.replaced_by,
+                encode_time(order.submitted_at),
+                encode_time(order.filled_at),
+                encode_time(utcnow()),
+            ),
+        )
+
+    def _order(self, row: sqlite3.Row) -> tuple[OrderResult, bool]:
+        order = OrderResult(
+            order_id=row["order_id"],
+            client_order_id=row["client_order_id"],
+            symbol=row["symbol"],
+            side=OrderSide(row["side"]),
+            type=OrderType(row["type"]),
+            status=OrderStatus(row["status"]),
+            raw_status=row["status"],
+            qty=decode_decimal(row["qty"]),
+            notional=decode_decimal(row["notional"]),
+            filled_qty=Decimal(row["filled_qty"]),
+            filled_avg_price=decode_decimal(row["filled_avg_price"]),
+            stop_price=decode_decimal(row["stop_price"]),
+            limit_price=decode_decimal(row["limit_price"]),
+            fee=decode_decimal(row["fee"]),
+            fee_asset=row["fee_asset"],
+            submitted_at=decode_time(row["submitted_at"]),
+            filled_at=decode_time(row["filled_at"]),
+            replaced_by=row["replaced_by"],
+        )
+        return order, bool(row["triggered"])
+
+    def get_order(self, order_id: str) -> tuple[OrderResult, bool] | None:
+        rows = self.journal.query("SELECT * FROM sim_orders WHERE order_id = ?", (order_id,))
+        return self._order(rows[0]) if rows else None
+
+    def get_order_by_client_id(self, client_order_id: str) -> tuple[OrderResult, bool] | None:
+        rows = self.journal.query("SELECT * FROM sim_orders WHERE client_order_id = ?", (client_order_id,))
+        return self._order(rows[0]) if rows else None
+
+    def open_orders(self, symbol: str | None = None) -> list[tuple[OrderResult, bool]]:
+        sql = "SELECT * FROM sim_orders WHERE status IN ('open', 'partially_filled')"
+        params: tuple[Any, ...] = ()
+        if symbol is not None:
+            sql += " AND symbol = ?"
+            params = (symbol,)
+        return [self._order(r) for r in self.journal.query(sql + " ORDER BY submitted_at, order_id", params)]

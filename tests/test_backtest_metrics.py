@@ -11,10 +11,11 @@ import pytest
 
 from kronos_bot.backtest import metrics
 from kronos_bot.backtest.period import Period
-from kronos_bot.backtest.progress import Progress, format_duration, format_progress
+from kronos_bot.backtest.progress import Progress
 from kronos_bot.backtest.replay import EquityPoint
 from kronos_bot.backtest.runner import BacktestRun
-from kronos_bot.backtest.summary import build_summary, trade_row
+from kronos_bot.backtest.rows import trade_row
+from kronos_bot.backtest.summary import build_summary
 from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.stops import initial_state
 from tests.backtest_support import settings
@@ -41,20 +42,18 @@ def test_win_rate_and_exposure() -> None:
     assert metrics.exposure([0, 50, 100, 0], [100, 100, 200, 100]) == (0.5, pytest.approx((0.5 + 0.5) / 4))
 
 
-def test_progress_line_and_eta() -> None:
-    line = format_progress(25, 100, 50.0, label="backtest", note="forecasts: 10 computed")
-    assert line.startswith("backtest [#######.....................] 25/100  25.0%")
-    assert "00:50 elapsed" in line and "ETA 02:30" in line and line.endswith("forecasts: 10 computed")
-    assert format_duration(3725) == "1:02:05" and "ETA --:--" in format_progress(0, 10, 0)
+def test_progress_bar_draws_on_a_terminal_only() -> None:
     stream = io.StringIO()
-    ticks = iter([0.0, 0.1, 0.2, 1.0, 2.0])
-    bar = Progress(4, "x", stream=stream, enabled=True, min_interval=0.5, clock=lambda: next(ticks))
-    bar.update(1)  # t=0.1 < 0.5 s after the start? the first draw always happens
-    bar.update(2)  # too soon: not drawn
-    bar.update(4)  # complete: always drawn
-    assert stream.getvalue().count("\r") == 2 and "4/4" in stream.getvalue()
+    bar = Progress(4, "backtest", stream=stream, enabled=True, min_interval=0.0)
+    bar.update(1, note="forecasts: 1 computed")
+    bar.update(4, note="forecasts: 4 computed")
+    bar.close()
+    drawn = stream.getvalue()
+    assert "backtest" in drawn and "4/4" in drawn and "forecasts: 4 computed" in drawn
     quiet = io.StringIO()
-    Progress(3, stream=quiet).update(1)  # not a TTY: silent
+    silent = Progress(3, stream=quiet)  # not a TTY: nothing at all
+    silent.update(1)
+    silent.close()
     assert quiet.getvalue() == ""
 
 

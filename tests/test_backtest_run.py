@@ -16,7 +16,7 @@ from kronos_bot.backtest.data import BarStore, load_csv_dir
 from kronos_bot.backtest.period import Period
 from kronos_bot.backtest.report import write_backtest_report
 from kronos_bot.backtest.runner import BacktestRun, run_backtest
-from kronos_bot.backtest.summary import DECISION_COLUMNS, TRADE_COLUMNS
+from kronos_bot.backtest.rows import DECISION_COLUMNS, TRADE_COLUMNS
 from tests.backtest_support import FIXTURE_BARS, CountingForecaster, settings
 from tests.conftest import SHIPPED_CONFIG
 from tests.forecaster_support import TINY_MODEL, TINY_TOKENIZER, tiny_model

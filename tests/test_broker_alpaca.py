@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kronos_bot.broker import make_broker
+from kronos_bot.broker.factory import make_broker
 from kronos_bot.broker.alpaca import AlpacaBroker, BrokerConfigError, LiveTradingRefused, resolve_paper
 from kronos_bot.broker.base import BrokerUnavailable, OrderRejected, OrderSkipped
 from kronos_bot.config import Settings

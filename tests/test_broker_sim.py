@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kronos_bot.broker import make_broker
+from kronos_bot.broker.factory import make_broker
 from kronos_bot.broker.base import (
     AssetInfo,
     Broker,

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from kronos_bot.config import Settings
 from kronos_bot.market import AlpacaMarketData, BarsProblem, fetch_closed_bars, latest_prices, load_bars_csv
-from kronos_bot.market.alpaca_http import RetryPolicy, parse_retry_after
+from kronos_bot.retry import RetryPolicy, parse_retry_after
 from tests.conftest import FIXTURES
 from tests.fakealpaca import FakeAlpaca, Fault
 

@@ -27,6 +27,7 @@ import pandas as pd
 
 from kronos_bot.config import BarsSettings, Settings
 from kronos_bot.forecast_types import SeriesInput
+from kronos_bot.market.alpaca_http import Sleep
 from kronos_bot.market.bars import BAR_COLUMNS, HOUR_NS, bars_frame, fetch_window, load_bars_csv, to_ns
 
 HOUR = timedelta(hours=1)
@@ -123,18 +124,11 @@ def _missing_spans(symbols: Sequence[str], start: datetime, end: datetime,
     return {span: syms for span, syms in missing.items() if span[0] < span[1]}
 
 
-def _alpaca_client(settings: Settings, sleep: object) -> object:
+def _alpaca_client(settings: Settings, sleep: Sleep) -> object:
     """Our retrying alpaca-py data client, configured like the live `AlpacaMarketData`'s."""
-    from kronos_bot.market.alpaca_http import CryptoDataClient, RetryPolicy
+    from kronos_bot.market.bars import data_client
 
-    b = settings.bars
-    policy = RetryPolicy(max_attempts=b.max_attempts, backoff_seconds=b.backoff_seconds,
-                         timeout_seconds=b.request_timeout_seconds, max_delay_seconds=b.max_retry_delay_seconds,
-                         sleep=sleep)  # type: ignore[arg-type]
-    keys = [k.get_secret_value() if k else None for k in (settings.alpaca_api_key, settings.alpaca_secret_key)]
-    with_keys = all(keys)
-    return CryptoDataClient(policy, api_key=keys[0] if with_keys else None,
-                            secret_key=keys[1] if with_keys else None, url_override=b.data_url_override)
+    return data_client(settings, sleep=sleep)
 
 
 def _fetch_bars(client: object, symbols: Sequence[str], start: datetime, end: datetime, settings: Settings,

@@ -23,7 +23,7 @@ from decimal import Decimal
 from kronos_bot.backtest.bar_exits import monitor_ticks
 from kronos_bot.backtest.data import BarStore
 from kronos_bot.backtest.signals import HourSignals
-from kronos_bot.broker import make_broker
+from kronos_bot.broker.factory import make_broker
 from kronos_bot.config import Settings
 from kronos_bot.domain import Action, Decision
 from kronos_bot.trader.engine import decide_all

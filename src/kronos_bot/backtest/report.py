@@ -18,7 +18,8 @@ from typing import Any
 
 from kronos_bot.backtest.charts import equity_chart
 from kronos_bot.backtest.runner import BacktestRun
-from kronos_bot.backtest.summary import DECISION_COLUMNS, TRADE_COLUMNS, build_summary, trade_row
+from kronos_bot.backtest.rows import DECISION_COLUMNS, TRADE_COLUMNS, trade_row
+from kronos_bot.backtest.summary import build_summary
 
 
 def _cell(value: Any) -> str:

@@ -28,7 +28,7 @@ from kronos_bot.backtest.forecast_cache import ForecastBook
 from kronos_bot.backtest.period import Period
 from kronos_bot.backtest.replay import EquityPoint, Replay
 from kronos_bot.backtest.signals import SignalSource
-from kronos_bot.backtest.summary import decision_row
+from kronos_bot.backtest.rows import decision_row
 from kronos_bot.config import Settings
 from kronos_bot.forecast_types import Forecaster
 from kronos_bot.gates.forecast_cache import sampling_params

@@ -3,11 +3,11 @@
 Safety rules this adapter enforces (issue 6):
   * Live trading needs `broker.live: true` AND `KRONOS_BOT_LIVE_TRADING=I_UNDERSTAND`; anything else
     with `live: true` refuses at start (`LiveTradingRefused`). Without `live`, always the paper endpoint.
-  * Our retry policy is the one in force. alpaca-py's RESTClient retries 429/504 itself (3 x 3 s sleeps,
-    `alpaca/common/rest.py`) and sends requests without any timeout; we set its retry count to 0 and give
-    its `requests.Session` our timeout, then retry ourselves: reads on timeouts/5xx/429 with backoff
-    (Retry-After wins), orders ONLY after looking the order up by client_order_id -- so a request whose
-    response was lost can never buy twice. A duplicate client_order_id (422) resolves to the existing
+  * Our retry policy (`kronos_bot.retry`) is the one in force. alpaca-py's RESTClient retries 429/504
+    itself (3 x 3 s sleeps, `alpaca/common/rest.py`) and sends requests without any timeout; we set its
+    retry count to 0 and give its `requests.Session` our timeout, then retry ourselves: reads on
+    timeouts/5xx/429 with backoff (Retry-After wins), orders ONLY after looking the order up by
+    client_order_id -- so a request whose response was lost can never buy twice. A duplicate client_order_id (422) resolves to the existing
     order. 4xx rejects (403 insufficient balance, 422 invalid) raise OrderRejected at once: no retry storm.
   * Market buys by notional (GTC), sells by quantity rounded DOWN to the asset's min_trade_increment;
     orders below min_order_size / the configured min notional raise OrderSkipped without being sent.
@@ -56,7 +56,8 @@ from kronos_bot.broker.base import (
     to_decimal,
 )
 from kronos_bot.config import Settings
-from kronos_bot.trader.health import DegradedTracker
+from kronos_bot import retry
+from kronos_bot.retry import Failure, OutageLog, RetryFailed, RetryPolicy, parse_retry_after
 from kronos_bot.logs import get_logger, register_secrets
 
 LIVE_CONFIRM_VALUE = "I_UNDERSTAND"
@@ -64,7 +65,8 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 AUTH_STATUS_READS = frozenset({401, 403})
 # First retry delay (doubles per attempt). Candidate config field: broker.backoff_seconds.
 BACKOFF_SECONDS = 1.0
-MAX_BACKOFF_SECONDS = 30.0
+# Longest single wait between attempts (a long Retry-After included), seconds.
+MAX_RETRY_DELAY_SECONDS = 60.0
 # Asset rules are re-read after this long. Candidate config field: broker.asset_cache_seconds.
 ASSET_CACHE_SECONDS = 6 * 3600.0
 # After DELETE, how long to wait for a pending_cancel to become final.
@@ -153,19 +155,19 @@ def _message_of(exc: APIError) -> tuple[str, str | None]:
         return str(exc), None
 
 
-def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    header = response.headers.get("Retry-After") if response is not None else None
-    try:
-        return float(header) if header else None
-    except ValueError:
-        return None
-
-
-def _is_retryable(exc: BaseException) -> bool:
+def _classify(exc: BaseException) -> Failure | None:
+    """Timeouts, dropped connections, malformed JSON, 408/429/5xx may be retried (Retry-After wins);
+    anything else is not ours to retry (an OrderRejected, a 404 the caller reads as "not found")."""
     if isinstance(exc, APIError):
-        return _status_of(exc) in RETRYABLE_STATUS
-    return isinstance(exc, (requests.Timeout, requests.ConnectionError, json.JSONDecodeError))
+        status = _status_of(exc)
+        if status not in RETRYABLE_STATUS:
+            return None
+        response = getattr(exc, "response", None)
+        header = response.headers.get("Retry-After") if response is not None else None
+        return Failure(True, f"{type(exc).__name__}: {exc}"[:300], status, parse_retry_after(header))
+    if isinstance(exc, (requests.Timeout, requests.ConnectionError, json.JSONDecodeError)):
+        return Failure(True, f"{type(exc).__name__}: {exc}"[:300])
+    return None
 
 
 def _order_type(value: Any) -> OrderType:
@@ -230,22 +232,26 @@ class AlpacaBroker:
         sleep: Callable[[float], None] = time.sleep,
         asset_cache_seconds: float = ASSET_CACHE_SECONDS,
         cancel_settle_seconds: float = CANCEL_SETTLE_SECONDS,
-        health: DegradedTracker | None = None,
+        health: OutageLog | None = None,
     ) -> None:
         self.client = client
         self.health = health
         self.paper = paper
         self.min_notional = min_notional
         self.max_attempts = max(1, max_attempts)
-        self.backoff_seconds = backoff_seconds
         self.sleep = sleep
+        self.policy = RetryPolicy(
+            max_attempts=self.max_attempts, backoff_seconds=backoff_seconds, max_delay_seconds=MAX_RETRY_DELAY_SECONDS,
+            sleep=sleep,
+            repeats=(lambda event: health.repeat(("broker", "broker_auth"), event)) if health is not None else None,
+        )
         self.asset_cache_seconds = asset_cache_seconds
         self.cancel_settle_seconds = cancel_settle_seconds
         self._assets: dict[str, tuple[datetime, AssetInfo]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> AlpacaBroker:
-        """The broker for these settings; `health` (a DegradedTracker) may be passed to report outages."""
+        """The broker for these settings; `health` (the trader's DegradedTracker) may be passed to report outages."""
         paper = resolve_paper(settings)
         if not settings.has_alpaca_keys:
             raise BrokerConfigError(
@@ -276,11 +282,6 @@ class AlpacaBroker:
 
     # ----- request policy -----
 
-    def _delay(self, attempt: int, exc: BaseException) -> float:
-        delay = min(self.backoff_seconds * (2 ** (attempt - 1)), MAX_BACKOFF_SECONDS)
-        after = _retry_after(exc)
-        return min(max(delay, after), MAX_BACKOFF_SECONDS * 2) if after else delay
-
     def _answered(self) -> None:
         """The broker answered: an outage or a refusal of our keys is over."""
         if self.health is not None:
@@ -300,89 +301,89 @@ class AlpacaBroker:
         message, _ = _message_of(exc)
         return BrokerAuthError(f"{what}: HTTP {status}: {message}", status_code=status)
 
-    def _retry_log(self, event: str, **fields: Any) -> None:
-        quiet = self.health is not None and self.health.repeat(("broker", "broker_auth"), event)
-        (log.debug if quiet else log.warning)(event, **fields)
-
     def _read(self, what: str, call: Callable[[], T]) -> T:
         """A read (GET, or an idempotent DELETE): retried on timeouts/5xx/429, else BrokerUnavailable;
-        401/403 (our keys refused) raise BrokerAuthError at once."""
-        for attempt in range(1, self.max_attempts + 1):
+        401/403 (our keys refused) raise BrokerAuthError at once; other 4xx propagate for the caller."""
+
+        def attempt(_number: int) -> T:
             try:
                 result = call()
-            except Exception as exc:
-                if isinstance(exc, APIError) and _status_of(exc) in AUTH_STATUS_READS:
+            except APIError as exc:
+                if _status_of(exc) in AUTH_STATUS_READS:
                     raise self._down(self._auth_error(what, exc)) from exc
-                if not _is_retryable(exc):
-                    if isinstance(exc, APIError):
-                        self._answered()  # a 404/422 is an answer: the broker is there
-                    raise
-                if attempt == self.max_attempts:
-                    raise self._down(BrokerUnavailable(f"{what}: {type(exc).__name__}: {exc}")) from exc
-                delay = self._delay(attempt, exc)
-                self._retry_log("broker.retry", what=what, attempt=attempt, delay=delay,
-                                error=f"{type(exc).__name__}: {exc}"[:300])
-                self.sleep(delay)
-            else:
-                self._answered()
-                return result
-        raise AssertionError("unreachable")
+                if _status_of(exc) not in RETRYABLE_STATUS:
+                    self._answered()  # a 404/422 is an answer: the broker is there
+                raise
+            self._answered()
+            return result
+
+        def on_retry(number: int, delay: float, failure: Failure) -> None:
+            self.policy.log(log, "broker.retry", what=what, attempt=number, delay=delay, error=failure.description)
+
+        try:
+            return retry.call(attempt, policy=self.policy, classify=_classify, on_retry=on_retry)
+        except RetryFailed as exc:
+            raise self._down(BrokerUnavailable(f"{what}: {exc.failure.description}")) from exc.__cause__
 
     def _order_call(self, what: str, client_order_id: str, call: Callable[[], Any]) -> OrderResult:
         """POST/PATCH an order: after any failure that may have reached the broker, look the order up by its
         client_order_id BEFORE retrying; never resend an order the broker already has."""
-        last: BaseException | None = None
-        for attempt in range(1, self.max_attempts + 1):
+
+        def attempt(_number: int) -> OrderResult:
             try:
-                answer = call()
-            except APIError as exc:
-                status = _status_of(exc)
-                message, code = _message_of(exc)
-                if status == 401:
-                    raise self._down(self._auth_error(what, exc)) from exc
-                self._answered()
-                if status == 422 and "unique" in message.lower():
-                    existing = self.get_order_by_client_id(client_order_id)
-                    if existing is not None:
-                        log.info(
-                            "order.duplicate_resolved", client_order_id=client_order_id, order_id=existing.order_id
-                        )
-                        return existing
-                if status not in RETRYABLE_STATUS:
-                    raise OrderRejected(
-                        f"{what} rejected ({status}): {message}", status_code=status, code=code
-                    ) from exc
-                last = exc
-            except (requests.Timeout, requests.ConnectionError, json.JSONDecodeError) as exc:
-                last = exc
-            else:
-                self._answered()
-                return order_result(answer)
-            try:
-                found = self.get_order_by_client_id(client_order_id)
-            except BrokerAuthError:
+                return self._send_order(what, client_order_id, call)
+            except (APIError, requests.Timeout, requests.ConnectionError, json.JSONDecodeError) as exc:
+                found = self._recover(what, client_order_id, exc)
+                if found is not None:
+                    return found
                 raise
-            except BrokerUnavailable as exc:
-                # Still unknown; resending is safe anyway: the broker refuses a duplicate client_order_id.
-                log.warning("order.lookup_failed", client_order_id=client_order_id, error=str(exc))
-                found = None
-            if found is not None:
-                log.info(
-                    "order.recovered",
-                    what=what,
-                    client_order_id=client_order_id,
-                    order_id=found.order_id,
-                    error=f"{type(last).__name__}",
-                )
-                return found
-            if attempt < self.max_attempts:
-                delay = self._delay(attempt, last)
-                self._retry_log("order.retry", what=what, client_order_id=client_order_id, attempt=attempt,
-                                delay=delay, error=f"{type(last).__name__}: {last}"[:300])
-                self.sleep(delay)
-        raise self._down(
-            BrokerUnavailable(f"{what} {client_order_id}: no answer after {self.max_attempts} attempts: {last}")
-        )
+
+        def on_retry(number: int, delay: float, failure: Failure) -> None:
+            self.policy.log(log, "order.retry", what=what, client_order_id=client_order_id, attempt=number,
+                            delay=delay, error=failure.description)
+
+        try:
+            return retry.call(attempt, policy=self.policy, classify=_classify, on_retry=on_retry)
+        except RetryFailed as exc:
+            raise self._down(BrokerUnavailable(
+                f"{what} {client_order_id}: no answer after {exc.attempts} attempts: {exc.failure.description}"
+            )) from exc.__cause__
+
+    def _send_order(self, what: str, client_order_id: str, call: Callable[[], Any]) -> OrderResult:
+        """One request; a refusal that no retry can change becomes OrderRejected (or BrokerAuthError)."""
+        try:
+            answer = call()
+        except APIError as exc:
+            status = _status_of(exc)
+            message, code = _message_of(exc)
+            if status == 401:
+                raise self._down(self._auth_error(what, exc)) from exc
+            self._answered()
+            if status == 422 and "unique" in message.lower():
+                existing = self.get_order_by_client_id(client_order_id)
+                if existing is not None:
+                    log.info("order.duplicate_resolved", client_order_id=client_order_id, order_id=existing.order_id)
+                    return existing
+            if status not in RETRYABLE_STATUS:
+                raise OrderRejected(f"{what} rejected ({status}): {message}", status_code=status, code=code) from exc
+            raise
+        self._answered()
+        return order_result(answer)
+
+    def _recover(self, what: str, client_order_id: str, error: BaseException) -> OrderResult | None:
+        """After a failure that may have reached the broker: the order as the broker has it, if it does."""
+        try:
+            found = self.get_order_by_client_id(client_order_id)
+        except BrokerAuthError:
+            raise
+        except BrokerUnavailable as exc:
+            # Still unknown; resending is safe anyway: the broker refuses a duplicate client_order_id.
+            log.warning("order.lookup_failed", client_order_id=client_order_id, error=str(exc))
+            return None
+        if found is not None:
+            log.info("order.recovered", what=what, client_order_id=client_order_id, order_id=found.order_id,
+                     error=type(error).__name__)
+        return found
 
     # ----- reads -----
 

@@ -3,7 +3,8 @@
 Torch-free by construction (imports httpx, pydantic and our contract types only), so the trader restarts
 in about a second with a small RSS. Failure policy, chosen for a bot that must never hang a cycle:
 - connection errors, connect timeouts and 5xx (including 503 "still loading" / "busy") are retried a
-  bounded number of times with doubling backoff, then `ForecasterUnavailable`;
+  bounded number of times with doubling backoff (the bot's one policy, `kronos_bot.retry`; Retry-After
+  wins), then `ForecasterUnavailable`;
 - a *read* timeout on POST /v1/forecast is not retried: the service is alive but slow, and a retry
   would queue a second model run behind the first;
 - 4xx is never retried: 422 -> `ForecastInputError` naming the series, 401 -> `ForecasterAuthError`,
@@ -36,7 +37,9 @@ from kronos_bot.forecaster.schemas import (
     request_payload,
     series_forecast,
 )
+from kronos_bot import retry
 from kronos_bot.logs import get_logger
+from kronos_bot.retry import Failure, RetryFailed, RetryPolicy, parse_retry_after
 
 # The service's model fingerprint header (see service.MODEL_HEADER; not imported: no FastAPI here).
 MODEL_HEADER = "x-kronos-model"
@@ -231,9 +234,10 @@ class ForecasterClient:
         self, method: str, path: str, *, content: str | None = None, retry_read_timeout: bool = True
     ) -> httpx.Response:
         headers = {"Content-Type": "application/json"} if content is not None else None
-        last_error = ""
-        for attempt in range(1, self.max_attempts + 1):
-            retry_after = 0.0
+        policy = RetryPolicy(max_attempts=self.max_attempts, backoff_seconds=self.backoff_seconds,
+                             max_delay_seconds=MAX_BACKOFF_SECONDS, sleep=self._sleep, repeats=self.repeats)
+
+        def attempt(_number: int) -> httpx.Response:
             try:
                 response = self._http.request(method, path, content=content, headers=headers)
             except httpx.ReadTimeout as exc:
@@ -241,29 +245,33 @@ class ForecasterClient:
                     raise ForecasterUnavailable(
                         f"forecaster at {self.endpoint} did not answer {method} {path} within {self.timeout:g} s"
                     ) from exc
-                last_error = f"read timeout after {self.timeout:g} s"
-            except httpx.TransportError as exc:
-                last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            else:
-                if response.status_code < 400:
-                    return response
-                if response.status_code < 500:
-                    self._raise_client_error(response)
-                last_error = f"HTTP {response.status_code}: {_detail(response)}"
-                retry_after = _retry_after(response)
-            if attempt < self.max_attempts:
-                delay = max(self.backoff_seconds * 2 ** (attempt - 1), retry_after)
-                delay = min(delay, MAX_BACKOFF_SECONDS)
-                quiet = self.repeats is not None and self.repeats("forecaster.retry")
-                (self.log.debug if quiet else self.log.warning)(
-                    "forecaster.retry", endpoint=self.endpoint, path=path, attempt=attempt,
-                    max_attempts=self.max_attempts, error=last_error, delay_seconds=round(delay, 3),
-                )
-                self._sleep(delay)
-        raise ForecasterUnavailable(
-            f"forecaster at {self.endpoint} unavailable after {self.max_attempts} attempt"
-            f"{'s' if self.max_attempts > 1 else ''}: {last_error}"
-        )
+                raise
+            if response.status_code >= 500:
+                raise _ServerError(response)
+            if response.status_code >= 400:
+                self._raise_client_error(response)
+            return response
+
+        def classify(exc: BaseException) -> Failure | None:
+            if isinstance(exc, _ServerError):
+                return Failure(True, f"HTTP {exc.status}: {exc.detail}", exc.status, exc.retry_after)
+            if isinstance(exc, httpx.ReadTimeout):
+                return Failure(True, f"read timeout after {self.timeout:g} s")
+            if isinstance(exc, httpx.TransportError):
+                return Failure(True, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            return None
+
+        def on_retry(number: int, delay: float, failure: Failure) -> None:
+            policy.log(self.log, "forecaster.retry", endpoint=self.endpoint, path=path, attempt=number,
+                       max_attempts=self.max_attempts, error=failure.description, delay_seconds=round(delay, 3))
+
+        try:
+            return retry.call(attempt, policy=policy, classify=classify, on_retry=on_retry)
+        except RetryFailed as exc:
+            raise ForecasterUnavailable(
+                f"forecaster at {self.endpoint} unavailable after {self.max_attempts} attempt"
+                f"{'s' if self.max_attempts > 1 else ''}: {exc.failure.description}"
+            ) from exc.__cause__
 
     def _raise_client_error(self, response: httpx.Response) -> None:
         status = response.status_code
@@ -306,9 +314,11 @@ def _detail(response: httpx.Response) -> str:
     return response.text[:300] or response.reason_phrase
 
 
-def _retry_after(response: httpx.Response) -> float:
-    value = response.headers.get("retry-after", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return 0.0
+class _ServerError(Exception):
+    """A 5xx answer, raised inside an attempt so that the retry policy sees it (503 = loading or busy)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.status = response.status_code
+        self.detail = _detail(response)
+        self.retry_after = parse_retry_after(response.headers.get("retry-after"))

@@ -4,7 +4,8 @@ Everything here goes through alpaca-py with our own timeout and retry policy (se
 never imports torch.
 """
 
-from kronos_bot.market.alpaca_http import MarketDataError, RetryPolicy
+from kronos_bot.market.alpaca_http import MarketDataError
+from kronos_bot.retry import RetryPolicy
 from kronos_bot.market.bars import (
     BAR_COLUMNS,
     AlpacaMarketData,

@@ -33,11 +33,11 @@ from alpaca.data.requests import CryptoBarsRequest, CryptoLatestQuoteRequest, Cr
 from alpaca.data.timeframe import TimeFrame
 
 from kronos_bot.logs import get_logger
-from kronos_bot.market.alpaca_http import CryptoDataClient, MarketDataError, RetryPolicy, Sleep
+from kronos_bot.market.alpaca_http import CryptoDataClient, MarketDataError, Sleep
+from kronos_bot.retry import OutageLog, RetryPolicy
 
 if TYPE_CHECKING:
     from kronos_bot.config import BarsSettings, Settings
-    from kronos_bot.trader.health import DegradedTracker
 
 BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 HOUR = timedelta(hours=1)
@@ -283,28 +283,31 @@ def _secret(value: object) -> str | None:
     return value.get_secret_value() if value is not None else None  # type: ignore[attr-defined]
 
 
+def data_client(settings: Settings, *, sleep: Sleep = time.sleep, health: OutageLog | None = None) -> CryptoDataClient:
+    """The alpaca-py data client with the `bars:` timeout and retry policy (keys used when both are set).
+
+    `health`: retries inside an ongoing `market_data` outage are then logged at debug and counted.
+    """
+    b = settings.bars
+    policy = RetryPolicy(
+        max_attempts=b.max_attempts, backoff_seconds=b.backoff_seconds, max_delay_seconds=b.max_retry_delay_seconds,
+        sleep=sleep, repeats=(lambda event: health.repeat("market_data", event)) if health is not None else None,
+    )
+    keys = (_secret(settings.alpaca_api_key), _secret(settings.alpaca_secret_key))
+    with_keys = all(keys)
+    return CryptoDataClient(
+        policy, timeout_seconds=b.request_timeout_seconds, api_key=keys[0] if with_keys else None,
+        secret_key=keys[1] if with_keys else None, url_override=b.data_url_override,
+    )
+
+
 class AlpacaMarketData:
     """Bars and latest prices for the trader, through one reusable alpaca-py client (keys optional)."""
 
     def __init__(self, settings: Settings, *, sleep: Sleep = time.sleep,
-                 client: CryptoDataClient | None = None, health: DegradedTracker | None = None) -> None:
+                 client: CryptoDataClient | None = None, health: OutageLog | None = None) -> None:
         self._bars_settings = settings.bars
-        policy = RetryPolicy(
-            max_attempts=settings.bars.max_attempts,
-            backoff_seconds=settings.bars.backoff_seconds,
-            timeout_seconds=settings.bars.request_timeout_seconds,
-            max_delay_seconds=settings.bars.max_retry_delay_seconds,
-            sleep=sleep,
-            repeats=(lambda event: health.repeat("market_data", event)) if health is not None else None,
-        )
-        keys = (_secret(settings.alpaca_api_key), _secret(settings.alpaca_secret_key))
-        with_keys = all(keys)
-        self._client = client or CryptoDataClient(
-            policy,
-            api_key=keys[0] if with_keys else None,
-            secret_key=keys[1] if with_keys else None,
-            url_override=settings.bars.data_url_override,
-        )
+        self._client = client or data_client(settings, sleep=sleep, health=health)
         self._feed = CryptoFeed(settings.bars.feed)
         # Symbols whose last window had no volume at all: warned once when that starts, noted when it ends.
         self._zero_volume: set[str] = set()

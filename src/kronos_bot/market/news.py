@@ -23,7 +23,8 @@ import pydantic
 from alpaca.data.requests import NewsRequest
 
 from kronos_bot.logs import get_logger
-from kronos_bot.market.alpaca_http import AlpacaNewsClient, MarketDataError, RetryPolicy, Sleep
+from kronos_bot.market.alpaca_http import AlpacaNewsClient, MarketDataError, Sleep
+from kronos_bot.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from kronos_bot.config import FearGreedSettings, SentimentSettings, Settings
@@ -73,9 +74,9 @@ class AlpacaNewsProvider:
     def __init__(self, api_key: str, secret_key: str, *, url_override: str | None = None,
                  timeout_seconds: float = 10.0, max_attempts: int = NEWS_MAX_ATTEMPTS,
                  backoff_seconds: float = NEWS_BACKOFF_SECONDS, sleep: Sleep = time.sleep) -> None:
-        policy = RetryPolicy(max_attempts=max_attempts, backoff_seconds=backoff_seconds,
-                             timeout_seconds=timeout_seconds, sleep=sleep)
-        self._client = AlpacaNewsClient(policy, api_key=api_key, secret_key=secret_key, url_override=url_override)
+        policy = RetryPolicy(max_attempts=max_attempts, backoff_seconds=backoff_seconds, sleep=sleep)
+        self._client = AlpacaNewsClient(policy, timeout_seconds=timeout_seconds, api_key=api_key,
+                                        secret_key=secret_key, url_override=url_override)
 
     def fetch(self, symbols: Sequence[str], start: datetime, end: datetime, limit: int) -> list[NewsArticle]:
         by_tag = {news_symbol(s): s for s in symbols}

@@ -25,7 +25,8 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from kronos_bot.broker import Broker, make_broker
+from kronos_bot.broker import Broker
+from kronos_bot.broker.factory import make_broker
 from kronos_bot.config import Settings
 from kronos_bot.trader.cycle import CycleReport, EntryCycle, report_broker_down
 from kronos_bot.trader.execution import Executor

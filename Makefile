@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kronos-bot-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup run test check bench clean
+.PHONY: setup run test lint check bench clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
@@ -15,8 +15,14 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/kronos-bot run
 
-## run the whole test suite
-test: $(STAMP)
+## lint (ruff), formatting (ruff format --check) and types (mypy): the first half of `make test`
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/mypy
+
+## run the whole test suite (what CI runs): lint, formatting and types first, then pytest
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## validate config/bot.yaml (+ environment)

@@ -51,8 +51,14 @@ def child(args: argparse.Namespace) -> dict[str, object]:
     t = time.perf_counter()
     checkpoints = Path(args.cache) / "checkpoints"
     # Lazily, as the backtest command loads it: a fully cached run never imports torch or builds the model.
-    model = load_model(base, model=str(checkpoints / "model"), tokenizer=str(checkpoints / "tokenizer"), verify=False,
-                       threads=args.threads, lazy=True)
+    model = load_model(
+        base,
+        model=str(checkpoints / "model"),
+        tokenizer=str(checkpoints / "tokenizer"),
+        verify=False,
+        threads=args.threads,
+        lazy=True,
+    )
     model_load_s = time.perf_counter() - t
 
     settings = backtest_settings(base, symbols=base.symbols[: args.symbols], samples=args.samples)
@@ -63,8 +69,15 @@ def child(args: argparse.Namespace) -> dict[str, object]:
     period = Period(start, end)
     bar = Progress(period.hours + 1, f"{args.phase:>6}")
     with CacheStore.in_dir(args.cache) as cache:
-        run = run_backtest(settings, store, period, forecaster=model, cache=cache, batch_hours=args.batch_hours,
-                           progress=lambda done, total, note: bar.update(done, note))
+        run = run_backtest(
+            settings,
+            store,
+            period,
+            forecaster=model,
+            cache=cache,
+            batch_hours=args.batch_hours,
+            progress=lambda done, total, note: bar.update(done, note),
+        )
     bar.close()
     replay_s = time.perf_counter() - started
     t = time.perf_counter()
@@ -99,8 +112,11 @@ def main() -> int:
     parser.add_argument("--batch-hours", type=int, default=4)
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="default: ../shared/data")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--cache-dir", help="keep checkpoints and caches in this directory (default: a temporary one); "
-                                            "with --phases cached, re-time a cache filled by an earlier run")
+    parser.add_argument(
+        "--cache-dir",
+        help="keep checkpoints and caches in this directory (default: a temporary one); "
+        "with --phases cached, re-time a cache filled by an earlier run",
+    )
     parser.add_argument("--phases", default="cold,cached", help="comma-separated, in order (default: cold,cached)")
     parser.add_argument("--phase", choices=["cold", "cached"], help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
@@ -120,25 +136,48 @@ def main() -> int:
 
             write_random_checkpoints(Path(cache) / "checkpoints")
         for phase in phases:
-            cmd = [sys.executable, __file__, "--phase", phase, "--cache", cache, "--months", str(args.months),
-                   "--symbols", str(args.symbols), "--samples", str(args.samples), "--threads", str(args.threads),
-                   "--batch-hours", str(args.batch_hours), "--data", args.data]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--phase",
+                phase,
+                "--cache",
+                cache,
+                "--months",
+                str(args.months),
+                "--symbols",
+                str(args.symbols),
+                "--samples",
+                str(args.samples),
+                "--threads",
+                str(args.threads),
+                "--batch-hours",
+                str(args.batch_hours),
+                "--data",
+                args.data,
+            ]
             t = time.perf_counter()
             done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
-            results[phase] = {**json.loads(done.stdout.strip().splitlines()[-1]),
-                              "subprocess_s": round(time.perf_counter() - t, 2)}
+            results[phase] = {
+                **json.loads(done.stdout.strip().splitlines()[-1]),
+                "subprocess_s": round(time.perf_counter() - t, 2),
+            }
     if args.json:
         print(json.dumps(results))
         return 0
     first = next(iter(results.values()))
-    print(f"backtest {first['hours']} h x {len(first['symbols'])} symbols, {args.samples} sample(s), "
-          f"{first['threads']} torch threads (measured on a shared machine)")
+    print(
+        f"backtest {first['hours']} h x {len(first['symbols'])} symbols, {args.samples} sample(s), "
+        f"{first['threads']} torch threads (measured on a shared machine)"
+    )
     for r in results.values():
         f = r["forecasts"]
-        print(f"  {r['phase']:<6} wall {r['wall_s']:7.1f} s (replay {r['replay_s']:.1f}, report {r['report_s']:.1f}; "
-              f"whole process incl. Python start-up {r['subprocess_s']:.1f} s)  peak RSS {r['peak_rss_mb']} MB  "
-              f"forecasts {f['computed']} computed / {f['cached']} cached in {f['forecaster_calls']} calls "
-              f"({f['compute_seconds']} s in the model)")
+        print(
+            f"  {r['phase']:<6} wall {r['wall_s']:7.1f} s (replay {r['replay_s']:.1f}, report {r['report_s']:.1f}; "
+            f"whole process incl. Python start-up {r['subprocess_s']:.1f} s)  peak RSS {r['peak_rss_mb']} MB  "
+            f"forecasts {f['computed']} computed / {f['cached']} cached in {f['forecaster_calls']} calls "
+            f"({f['compute_seconds']} s in the model)"
+        )
     return 0
 
 

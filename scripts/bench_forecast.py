@@ -17,17 +17,17 @@ import statistics
 import sys
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from kronos_bot.forecast_types import SamplingParams, SeriesInput  # noqa: E402
-from kronos_bot.kronos.predictor import KronosPredictor  # noqa: E402
-from kronos_bot.kronos.random_init import random_models  # noqa: E402
+from kronos_bot.forecast_types import SamplingParams, SeriesInput
+from kronos_bot.kronos.predictor import KronosPredictor
+from kronos_bot.kronos.random_init import random_models
 
 
 def build_predictor(seed: int = 0) -> KronosPredictor:
@@ -39,21 +39,23 @@ def build_predictor(seed: int = 0) -> KronosPredictor:
 def random_series(symbols: int, context: int, seed: int = 0) -> list[SeriesInput]:
     """Random-walk hourly candles, one series per symbol."""
     rng = np.random.default_rng(seed)
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
     out = []
     for s in range(symbols):
         close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, context)))
         open_ = np.concatenate(([close[0]], close[:-1]))
         spread = np.abs(rng.normal(0, 0.005, context)) * close
-        out.append(SeriesInput(
-            id=f"SYM{s}",
-            timestamps=[start + timedelta(hours=i) for i in range(context)],
-            open=open_.tolist(),
-            high=(np.maximum(open_, close) + spread).tolist(),
-            low=(np.minimum(open_, close) - spread).tolist(),
-            close=close.tolist(),
-            volume=rng.uniform(10, 100, context).tolist(),
-        ))
+        out.append(
+            SeriesInput(
+                id=f"SYM{s}",
+                timestamps=[start + timedelta(hours=i) for i in range(context)],
+                open=open_.tolist(),
+                high=(np.maximum(open_, close) + spread).tolist(),
+                low=(np.minimum(open_, close) - spread).tolist(),
+                close=close.tolist(),
+                volume=rng.uniform(10, 100, context).tolist(),
+            )
+        )
     return out
 
 
@@ -84,8 +86,9 @@ def main() -> int:
 
     predictor = build_predictor()
     series = random_series(args.symbols, args.context)
-    params = SamplingParams(pred_len=args.pred_len, samples=args.samples, top_p=0.9, seed=1,
-                            max_context=max(512, args.context))
+    params = SamplingParams(
+        pred_len=args.pred_len, samples=args.samples, top_p=0.9, seed=1, max_context=max(512, args.context)
+    )
 
     times = time_runs(lambda: predictor.forecast(series, params), args.runs)
     baseline: list[float] = []
@@ -107,8 +110,10 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.symbols} symbols x {args.context} context x {args.pred_len} predicted x {args.samples} samples, "
-              f"{torch.get_num_threads()} threads, {args.runs} runs")
+        print(
+            f"{args.symbols} symbols x {args.context} context x {args.pred_len} predicted x {args.samples} samples, "
+            f"{torch.get_num_threads()} threads, {args.runs} runs"
+        )
         print(f"  forecast  median {result['median_s']:.4f} s  (min {min(times):.4f}, max {max(times):.4f})")
         if baseline:
             print(f"  baseline  median {result['baseline_median_s']:.4f} s  (no cache, one sample at a time)")

@@ -55,8 +55,13 @@ def serve(socket_path: str | None, port: int | None, threads: int) -> int:
         torch.set_num_threads(threads)
         return KronosPredictor(*random_models(seed=0), info={"model": "random Kronos-small config"})
 
-    return run(loader, socket_path=socket_path, host="127.0.0.1" if port is not None else None, port=port,
-               limits=ServiceLimits(max_request_cells=10**7))
+    return run(
+        loader,
+        socket_path=socket_path,
+        host="127.0.0.1" if port is not None else None,
+        port=port,
+        limits=ServiceLimits(max_request_cells=10**7),
+    )
 
 
 def random_series(symbols: int, context: int, seed: int = 0) -> list[SeriesInput]:
@@ -71,15 +76,17 @@ def random_series(symbols: int, context: int, seed: int = 0) -> list[SeriesInput
             closes.append(price)
         opens = [closes[0], *closes[:-1]]
         spread = [abs(rng.gauss(0, 0.005)) * c for c in closes]
-        out.append(SeriesInput(
-            id=f"SYM{s}/USD",
-            timestamps=[start + timedelta(hours=i) for i in range(context)],
-            open=opens,
-            high=[max(o, c) + d for o, c, d in zip(opens, closes, spread, strict=True)],
-            low=[min(o, c) - d for o, c, d in zip(opens, closes, spread, strict=True)],
-            close=closes,
-            volume=[rng.uniform(10, 100) for _ in range(context)],
-        ))
+        out.append(
+            SeriesInput(
+                id=f"SYM{s}/USD",
+                timestamps=[start + timedelta(hours=i) for i in range(context)],
+                open=opens,
+                high=[max(o, c) + d for o, c, d in zip(opens, closes, spread, strict=True)],
+                low=[min(o, c) - d for o, c, d in zip(opens, closes, spread, strict=True)],
+                close=closes,
+                volume=[rng.uniform(10, 100) for _ in range(context)],
+            )
+        )
     return out
 
 
@@ -100,8 +107,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def measure(client: Any, series: list[SeriesInput], samples: int, pred_len: int, runs: int,
-            concurrency: int) -> dict[str, Any]:
+def measure(
+    client: Any, series: list[SeriesInput], samples: int, pred_len: int, runs: int, concurrency: int
+) -> dict[str, Any]:
     params = SamplingParams(pred_len=pred_len, samples=samples, seed=1)
     for _ in range(2):  # warm-up: first-call allocations, thread pools
         client.forecast(series, params)
@@ -206,14 +214,20 @@ def main() -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"forecaster ({report['transport']}, {report['model']}, {report['threads']} threads, "
-          f"{args.symbols} symbols x {args.context} bars -> {args.pred_len})")
-    print(f"  start-to-ready {report['start_to_ready_s']:.2f} s (model load {report['service_load_s']} s), "
-          f"RSS after load {report['rss_after_load_mb']} MB, at end {report['rss_end_mb']} MB, "
-          f"peak {report['peak_rss_mb']} MB")
+    print(
+        f"forecaster ({report['transport']}, {report['model']}, {report['threads']} threads, "
+        f"{args.symbols} symbols x {args.context} bars -> {args.pred_len})"
+    )
+    print(
+        f"  start-to-ready {report['start_to_ready_s']:.2f} s (model load {report['service_load_s']} s), "
+        f"RSS after load {report['rss_after_load_mb']} MB, at end {report['rss_end_mb']} MB, "
+        f"peak {report['peak_rss_mb']} MB"
+    )
     for r in results:
-        print(f"  samples={r['samples']:>3}: p50 {r['p50_s'] * 1000:7.1f} ms  p95 {r['p95_s'] * 1000:7.1f} ms  "
-              f"{r['requests_per_s']:6.2f} req/s  (server compute p50 {r['server_compute_p50_s'] * 1000:.1f} ms)")
+        print(
+            f"  samples={r['samples']:>3}: p50 {r['p50_s'] * 1000:7.1f} ms  p95 {r['p95_s'] * 1000:7.1f} ms  "
+            f"{r['requests_per_s']:6.2f} req/s  (server compute p50 {r['server_compute_p50_s'] * 1000:.1f} ms)"
+        )
     return 0
 
 

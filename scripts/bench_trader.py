@@ -16,6 +16,7 @@ ensemble method at --samples paths. The trader is restarted --restarts times; ea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -53,10 +54,8 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     events = []
     for line in path.read_text().splitlines():
         if line.startswith("{"):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 events.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
     return events
 
 
@@ -100,22 +99,40 @@ def main() -> int:
     data["schedule"].update(entry_interval_seconds=3, exit_interval_seconds=5)
     data["gates"]["kronos"].update(method="ensemble", samples=args.samples)
     data["forecaster"].update(
-        mode="service", url=f"http://127.0.0.1:{port}", host="127.0.0.1", port=port, model=str(model_dir),
-        tokenizer=str(tokenizer_dir), model_revision=None, tokenizer_revision=None, verify_sha256=False,
-        threads=args.threads, ready_timeout_seconds=120,
+        mode="service",
+        url=f"http://127.0.0.1:{port}",
+        host="127.0.0.1",
+        port=port,
+        model=str(model_dir),
+        tokenizer=str(tokenizer_dir),
+        model_revision=None,
+        tokenizer_revision=None,
+        verify_sha256=False,
+        threads=args.threads,
+        ready_timeout_seconds=120,
     )
     data["journal"]["path"] = str(work / "journal.sqlite")
     data["logging"]["format"] = "json"
     config = work / "bot.yaml"
     config.write_text(yaml.safe_dump(data))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONOS_BOT", "ALPACA_"))}
-    env.update(KRONOS_BOT_CONFIG=str(config), KRONOS_BOT_FORECASTER_TOKEN=TOKEN, ALPACA_API_KEY="PKBENCH",
-               ALPACA_SECRET_KEY="bench-secret", PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    env.update(
+        KRONOS_BOT_CONFIG=str(config),
+        KRONOS_BOT_FORECASTER_TOKEN=TOKEN,
+        ALPACA_API_KEY="PKBENCH",
+        ALPACA_SECRET_KEY="bench-secret",
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+    )
 
     flog = work / "forecaster.log"
     t0 = time.monotonic()
-    forecaster = subprocess.Popen([str(entry), "forecaster", "--host", "127.0.0.1", "--port", str(port)],
-                                  stdout=flog.open("w"), stderr=subprocess.STDOUT, env=env)
+    forecaster = subprocess.Popen(
+        [str(entry), "forecaster", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=flog.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     results: dict[str, Any] = {"samples": args.samples, "restarts": args.restarts}
     try:
         wait_event(flog, "forecaster.ready", forecaster, 300)
@@ -139,8 +156,10 @@ def main() -> int:
                 trader.send_signal(signal.SIGTERM)
                 trader.wait(60)
         results.update(
-            trader_restart_to_ready_s={"median": round(statistics.median(ready_times), 3),
-                                       "max": round(max(ready_times), 3)},
+            trader_restart_to_ready_s={
+                "median": round(statistics.median(ready_times), 3),
+                "max": round(max(ready_times), 3),
+            },
             cycle_seconds={"median": round(statistics.median(cycle_times), 3), "max": round(max(cycle_times), 3)},
             cycle_kronos_stage_seconds={"median": round(statistics.median(forecast_times), 3)},
             trader_rss_mb={"median": round(statistics.median(rss), 1), "max": round(max(rss), 1)},

@@ -25,22 +25,38 @@ def settings(symbols: Sequence[str] = ("BTC/USD",), **sections: Any) -> Settings
     return backtest_settings(Settings(**sections), symbols=list(symbols))
 
 
-def flat_then(path: Sequence[tuple[float, float, float, float]], *, start: datetime = T0, warmup: int = 70,
-              price: float = 100.0) -> pd.DataFrame:
+def flat_then(
+    path: Sequence[tuple[float, float, float, float]], *, start: datetime = T0, warmup: int = 70, price: float = 100.0
+) -> pd.DataFrame:
     """`warmup` flat bars at `price`, then the given (open, high, low, close) bars, hourly from `start`."""
     rows = [(price, price, price, price)] * warmup + list(path)
     index = [start + i * HOUR for i in range(len(rows))]
-    return bars_frame(index, {"open": [r[0] for r in rows], "high": [r[1] for r in rows], "low": [r[2] for r in rows],
-                              "close": [r[3] for r in rows], "volume": [1.0] * len(rows)})
+    return bars_frame(
+        index,
+        {
+            "open": [r[0] for r in rows],
+            "high": [r[1] for r in rows],
+            "low": [r[2] for r in rows],
+            "close": [r[3] for r in rows],
+            "volume": [1.0] * len(rows),
+        },
+    )
 
 
 def trend(count: int, *, start: datetime = T0, price: float = 100.0, step: float = 0.004) -> pd.DataFrame:
     """A steady uptrend (EMA fast above slow, close above EMA slow)."""
     closes = [price * (1 + step) ** i for i in range(count)]
-    opens = [closes[0]] + closes[:-1]
-    return bars_frame([start + i * HOUR for i in range(count)], {
-        "open": opens, "high": [max(o, c) * 1.001 for o, c in zip(opens, closes)],
-        "low": [min(o, c) * 0.999 for o, c in zip(opens, closes)], "close": closes, "volume": [1.0] * count})
+    opens = [closes[0], *closes[:-1]]
+    return bars_frame(
+        [start + i * HOUR for i in range(count)],
+        {
+            "open": opens,
+            "high": [max(o, c) * 1.001 for o, c in zip(opens, closes, strict=True)],
+            "low": [min(o, c) * 0.999 for o, c in zip(opens, closes, strict=True)],
+            "close": closes,
+            "volume": [1.0] * count,
+        },
+    )
 
 
 def fixture_store(symbols: Sequence[str] = ("BTC/USD", "ETH/USD")) -> BarStore:
@@ -67,12 +83,20 @@ class ScriptedForecaster:
             last = float(s.close[-1])
             predicted = last * (1 + self.move(s))
             stamps = [s.timestamps[-1] + (k + 1) * HOUR for k in range(params.pred_len)]
-            candles = [Candle(ts, last, max(last, predicted), min(last, predicted), predicted, 1.0, 1.0)
-                       for ts in stamps]
+            candles = [
+                Candle(ts, last, max(last, predicted), min(last, predicted), predicted, 1.0, 1.0) for ts in stamps
+            ]
             closes = [[predicted] * params.pred_len for _ in range(params.samples)]
-            out.append(SeriesForecast(id=s.id, last_close=last, candles=candles, path_closes=closes,
-                                      p_up=1.0 if predicted > last else 0.0,
-                                      close_quantiles={q: [predicted] * params.pred_len for q in ("p10", "p50", "p90")}))
+            out.append(
+                SeriesForecast(
+                    id=s.id,
+                    last_close=last,
+                    candles=candles,
+                    path_closes=closes,
+                    p_up=1.0 if predicted > last else 0.0,
+                    close_quantiles={q: [predicted] * params.pred_len for q in ("p10", "p50", "p90")},
+                )
+            )
         return out
 
 

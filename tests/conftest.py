@@ -24,8 +24,12 @@ _OPT_IN = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     for option, env_var, why in _OPT_IN.values():
         parser.addoption(option, action="store_true", default=False, help=f"run tests that {why} (or set {env_var}=1)")
-    parser.addoption("--crash-kills", type=int, default=None,
-                     help="kills in the crash campaign (default 14, about two minutes; or KRONOS_BOT_CRASH_KILLS)")
+    parser.addoption(
+        "--crash-kills",
+        type=int,
+        default=None,
+        help="kills in the crash campaign (default 14, about two minutes; or KRONOS_BOT_CRASH_KILLS)",
+    )
     parser.addoption("--crash-seed", type=int, default=None, help="random seed of the crash campaign (default 12)")
 
 
@@ -49,7 +53,11 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
         if name.startswith("KRONOS_BOT") or name in (
-            "ALPACA_API_KEY", "ALPACA_SECRET_KEY", "HF_TOKEN", "APCA_API_KEY_ID", "APCA_API_SECRET_KEY",
+            "ALPACA_API_KEY",
+            "ALPACA_SECRET_KEY",
+            "HF_TOKEN",
+            "APCA_API_KEY_ID",
+            "APCA_API_SECRET_KEY",
         ):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

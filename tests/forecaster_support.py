@@ -55,15 +55,17 @@ def tiny_model() -> Forecaster:
 def fixture_bars() -> list[dict[str, Any]]:
     with (FIXTURES / "kronos_tiny" / "bars.csv").open() as fh:
         return [
-            {"timestamp": datetime.fromisoformat(row["timestamp"]),
-             **{k: float(row[k]) for k in ("open", "high", "low", "close", "volume", "amount")}}
+            {
+                "timestamp": datetime.fromisoformat(row["timestamp"]),
+                **{k: float(row[k]) for k in ("open", "high", "low", "close", "volume", "amount")},
+            }
             for row in csv.DictReader(fh)
         ]
 
 
 def make_series(series_id: str = "BTC/USD", bars: int = 60, offset: int = 0) -> SeriesInput:
     """`bars` real hourly BTC bars from the fixture CSV, starting at row `offset`."""
-    rows = fixture_bars()[offset:offset + bars]
+    rows = fixture_bars()[offset : offset + bars]
     assert len(rows) == bars, "fixture CSV too short"
     return SeriesInput(
         id=series_id,
@@ -151,7 +153,13 @@ def forecasts_equal(a: Sequence[SeriesForecast], b: Sequence[SeriesForecast]) ->
         return False
     for x, y in zip(a, b, strict=True):
         if (x.id, x.last_close, x.candles, x.path_closes, x.p_up, x.close_quantiles, x.extra) != (
-            y.id, y.last_close, y.candles, y.path_closes, y.p_up, y.close_quantiles, y.extra
+            y.id,
+            y.last_close,
+            y.candles,
+            y.path_closes,
+            y.p_up,
+            y.close_quantiles,
+            y.extra,
         ):
             return False
     return True

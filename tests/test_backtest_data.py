@@ -52,7 +52,9 @@ def test_mark_is_the_open_at_t_else_the_last_close() -> None:
     t = frame.index[100].to_pydatetime()
     store = BarStore({"BTC/USD": frame.drop(frame.index[100])})
     assert store.mark("BTC/USD", frame.index[101].to_pydatetime()) == Decimal(repr(float(frame["open"].iloc[101])))
-    assert store.mark("BTC/USD", t) == Decimal(repr(float(frame["close"].iloc[99])))  # no bar at t: the last close stands
+    assert store.mark("BTC/USD", t) == Decimal(
+        repr(float(frame["close"].iloc[99]))
+    )  # no bar at t: the last close stands
 
 
 def test_digest_of_a_frame_equals_digest_of_its_forecaster_input() -> None:
@@ -64,7 +66,7 @@ def test_digest_of_a_frame_equals_digest_of_its_forecaster_input() -> None:
 
 
 def test_unsorted_or_missing_files_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="SOL_USD_1h.csv"):
+    with pytest.raises(FileNotFoundError, match=r"SOL_USD_1h\.csv"):
         load_csv_dir(tmp_path, ["SOL/USD"])
     frame = load_bars_csv(FIXTURE_BARS / "BTC_USD_1h.csv").iloc[:5]
     with pytest.raises(ValueError, match="strictly increasing"):
@@ -119,5 +121,5 @@ def test_news_archive_never_serves_articles_from_the_future(tmp_path: Path) -> N
     got = provider.fetch(["BTC/USD", "ETH/USD"], now - 24 * HOUR, now, 50)
     assert [a.id for a in got] == ["1", "3"] and got[0].symbols == ("BTC/USD",) and got[1].symbols == ("ETH/USD",)
     path.write_text('{"id": 1, "headline": "no time"}\n')
-    with pytest.raises(ValueError, match="news.jsonl:1"):
+    with pytest.raises(ValueError, match=r"news\.jsonl:1"):
         load_news_archive(path)

@@ -13,8 +13,8 @@ from kronos_bot.backtest import metrics
 from kronos_bot.backtest.period import Period
 from kronos_bot.backtest.progress import Progress
 from kronos_bot.backtest.replay import EquityPoint
-from kronos_bot.backtest.runner import BacktestRun
 from kronos_bot.backtest.rows import trade_row
+from kronos_bot.backtest.runner import BacktestRun
 from kronos_bot.backtest.summary import build_summary
 from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.stops import initial_state
@@ -60,18 +60,45 @@ def test_progress_bar_draws_on_a_terminal_only() -> None:
 def test_summary_of_a_hand_made_run(tmp_path) -> None:
     s = settings(["BTC/USD"])
     journal = Journal(":memory:")
-    pos = journal.open_position(symbol="BTC/USD", entry_time=T, entry_price=D(100), entry_filled_qty=D(1),
-                                entry_cost=D(100), qty=D("0.9975"), stop=initial_state(D(100), T, s.exits),
-                                tier="kronos_only")
-    closed = journal.close_position(pos.id, exit_time=T + timedelta(hours=3), exit_price=D(110), exit_qty=D("0.9975"),
-                                    reason="trailing_stop", exit_fee=D("0.2743125"), proceeds=D("109.4506875"))
-    still = journal.open_position(symbol="BTC/USD", entry_time=T + timedelta(hours=4), entry_price=D(100),
-                                  entry_filled_qty=D(1), entry_cost=D(100), qty=D(1),
-                                  stop=initial_state(D(100), T, s.exits), tier="triple_confirmed")
+    pos = journal.open_position(
+        symbol="BTC/USD",
+        entry_time=T,
+        entry_price=D(100),
+        entry_filled_qty=D(1),
+        entry_cost=D(100),
+        qty=D("0.9975"),
+        stop=initial_state(D(100), T, s.exits),
+        tier="kronos_only",
+    )
+    closed = journal.close_position(
+        pos.id,
+        exit_time=T + timedelta(hours=3),
+        exit_price=D(110),
+        exit_qty=D("0.9975"),
+        reason="trailing_stop",
+        exit_fee=D("0.2743125"),
+        proceeds=D("109.4506875"),
+    )
+    still = journal.open_position(
+        symbol="BTC/USD",
+        entry_time=T + timedelta(hours=4),
+        entry_price=D(100),
+        entry_filled_qty=D(1),
+        entry_cost=D(100),
+        qty=D(1),
+        stop=initial_state(D(100), T, s.exits),
+        tier="triple_confirmed",
+    )
     equity = [EquityPoint(T + timedelta(hours=i), D(v), D(v), D(0)) for i, v in enumerate([10_000, 10_100, 10_050])]
-    run = BacktestRun(settings=s, period=Period(T, T + timedelta(hours=2)), equity=equity,
-                      positions=[closed, still], start_marks={"BTC/USD": D(100)}, end_marks={"BTC/USD": D(120)},
-                      benchmark=[D(10_000), D(11_000), D(12_000)])
+    run = BacktestRun(
+        settings=s,
+        period=Period(T, T + timedelta(hours=2)),
+        equity=equity,
+        positions=[closed, still],
+        start_marks={"BTC/USD": D(100)},
+        end_marks={"BTC/USD": D(120)},
+        benchmark=[D(10_000), D(11_000), D(12_000)],
+    )
     summary = build_summary(run)
     assert summary["trades"]["per_tier"] == {"kronos_only": 1, "triple_confirmed": 1}
     assert summary["trades"]["win_rate"] == 1.0 and summary["trades"]["avg_hold_hours"] == 3.0

@@ -16,8 +16,8 @@ from kronos_bot.broker.sim import SimBroker
 from kronos_bot.domain import Action, Decision, Tier
 from kronos_bot.trader.execution import Executor
 from kronos_bot.trader.exit_monitor import ExitMonitor
-from kronos_bot.trader.stops import initial_state, update_stop_bar
 from kronos_bot.trader.journal import Journal
+from kronos_bot.trader.stops import initial_state, update_stop_bar
 from tests.backtest_support import HOUR, T0, ScriptedForecaster, flat_then, settings, trend, up_at
 
 D = Decimal
@@ -37,13 +37,15 @@ def run(bars: dict, s, *, forecaster, hours: int, start=T_ENTRY, **kw):
 
 def test_fees_and_slippage_land_in_pnl_as_computed_by_hand() -> None:
     s = settings(exits=EXITS)  # fee 0.25 %, slippage 5 bps, fixed 100 USD x 0.6 (kronos_only)
-    bars = flat_then([
-        (100, 100, 100, 100),  # T_ENTRY: the entry fills at this open
-        (100, 103, 99.5, 102),  # HWM -> 103, stop -> 100.94; close above it
-        (101.5, 101.8, 99, 100),  # low through 100.94 -> trailing stop at 100.94
-        (100, 100, 100, 100),
-        (100, 100, 100, 100),
-    ])
+    bars = flat_then(
+        [
+            (100, 100, 100, 100),  # T_ENTRY: the entry fills at this open
+            (100, 103, 99.5, 102),  # HWM -> 103, stop -> 100.94; close above it
+            (101.5, 101.8, 99, 100),  # low through 100.94 -> trailing stop at 100.94
+            (100, 100, 100, 100),
+            (100, 100, 100, 100),
+        ]
+    )
     forecaster = ScriptedForecaster(up_at(T_ENTRY, T_ENTRY + 3 * HOUR))
     result = run({"BTC/USD": bars}, s, forecaster=forecaster, hours=5)
 
@@ -103,12 +105,14 @@ def test_exit_path_matches_the_live_exit_monitor(tmp_path: Path) -> None:
 
 def test_intra_bar_rule_never_exits_on_a_low_after_raising_the_stop_with_the_same_bars_high() -> None:
     s = settings(exits=EXITS)
-    bars = flat_then([
-        (100, 100, 100, 100),
-        (100, 110, 99, 108.5),  # low 99 is above the pre-bar stop 98.049; the high lifts the stop to 107.8
-        (108.5, 108.6, 107, 108),  # this bar's low reaches 107.8: exit at the stop
-        (108, 108, 108, 108),
-    ])
+    bars = flat_then(
+        [
+            (100, 100, 100, 100),
+            (100, 110, 99, 108.5),  # low 99 is above the pre-bar stop 98.049; the high lifts the stop to 107.8
+            (108.5, 108.6, 107, 108),  # this bar's low reaches 107.8: exit at the stop
+            (108, 108, 108, 108),
+        ]
+    )
     result = run({"BTC/USD": bars}, s, forecaster=ScriptedForecaster(up_at(T_ENTRY)), hours=4)
     p = result.positions[0]
     assert p.exit_reason == "trailing_stop"
@@ -133,13 +137,22 @@ def test_monitor_ticks_follow_update_stop_bar() -> None:
 
 def test_tier_sizes_are_full_and_sixty_percent_of_the_base(tmp_path: Path) -> None:
     archive = tmp_path / "news.jsonl"
-    archive.write_text("\n".join(json.dumps({
-        "id": i, "created_at": (T_ENTRY - timedelta(hours=i + 1)).isoformat(),
-        "headline": "Bitcoin surges to a record high as institutional adoption soars",
-        "summary": "Strong inflows, bullish rally.", "symbols": ["BTCUSD"],
-    }) for i in range(3)) + "\n")
-    s = settings(["BTC/USD", "ETH/USD"], exits=EXITS,
-                 gates={"technical": {"check_rsi": False, "check_macd": False}})
+    archive.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "id": i,
+                    "created_at": (T_ENTRY - timedelta(hours=i + 1)).isoformat(),
+                    "headline": "Bitcoin surges to a record high as institutional adoption soars",
+                    "summary": "Strong inflows, bullish rally.",
+                    "symbols": ["BTCUSD"],
+                }
+            )
+            for i in range(3)
+        )
+        + "\n"
+    )
+    s = settings(["BTC/USD", "ETH/USD"], exits=EXITS, gates={"technical": {"check_rsi": False, "check_macd": False}})
     bars = {sym: trend(WARMUP + 3) for sym in ("BTC/USD", "ETH/USD")}
     news = ArchiveNewsProvider(load_news_archive(archive))
     result = run(bars, s, forecaster=ScriptedForecaster(up_at(T_ENTRY)), hours=2, news=news, news_note="archive")
@@ -165,9 +178,9 @@ def test_max_open_positions_counts_entries_of_the_same_hour() -> None:
 def test_a_symbol_with_invalid_bars_is_skipped_with_the_live_reason() -> None:
     s = settings(["BTC/USD", "ETH/USD"], exits=EXITS)
     eth = flat_then([(100, 100, 100, 100)] * 2)
-    eth = eth.drop(eth.index[WARMUP - 10:WARMUP - 4])  # six missing hours > bars.max_missing_bars
+    eth = eth.drop(eth.index[WARMUP - 10 : WARMUP - 4])  # six missing hours > bars.max_missing_bars
     bars = {"BTC/USD": flat_then([(100, 100, 100, 100)] * 2), "ETH/USD": eth}
     result = run(bars, s, forecaster=ScriptedForecaster(up_at(T_ENTRY)), hours=1)
-    eth_row = [d for d in result.decisions if d["symbol"] == "ETH/USD"][0]
+    eth_row = next(d for d in result.decisions if d["symbol"] == "ETH/USD")
     assert eth_row["action"] == "SKIP" and eth_row["reasons"] == "data_invalid"
     assert [p.symbol for p in result.positions] == ["BTC/USD"]

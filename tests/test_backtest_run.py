@@ -15,8 +15,8 @@ from kronos_bot.backtest.cache_store import CacheStore
 from kronos_bot.backtest.data import BarStore, load_csv_dir
 from kronos_bot.backtest.period import Period
 from kronos_bot.backtest.report import write_backtest_report
-from kronos_bot.backtest.runner import BacktestRun, run_backtest
 from kronos_bot.backtest.rows import DECISION_COLUMNS, TRADE_COLUMNS
+from kronos_bot.backtest.runner import BacktestRun, run_backtest
 from tests.backtest_support import FIXTURE_BARS, CountingForecaster, settings
 from tests.conftest import SHIPPED_CONFIG
 from tests.forecaster_support import TINY_MODEL, TINY_TOKENIZER, tiny_model
@@ -32,13 +32,16 @@ def frames() -> dict:
 
 
 def backtest(bars: dict, cache: CacheStore, forecaster=None, **sections) -> BacktestRun:
-    return run_backtest(settings(SYMBOLS, **sections), BarStore(bars), PERIOD,
-                        forecaster=forecaster or tiny_model(), cache=cache)
+    return run_backtest(
+        settings(SYMBOLS, **sections), BarStore(bars), PERIOD, forecaster=forecaster or tiny_model(), cache=cache
+    )
 
 
 def trades_of(run: BacktestRun) -> list[tuple]:
-    return [(p.symbol, p.tier, p.entry_time, p.entry_price, p.qty, p.exit_time, p.exit_price, p.exit_reason, p.pnl)
-            for p in run.positions]
+    return [
+        (p.symbol, p.tier, p.entry_time, p.entry_price, p.qty, p.exit_time, p.exit_price, p.exit_reason, p.pnl)
+        for p in run.positions
+    ]
 
 
 def test_a_seeded_run_is_deterministic() -> None:
@@ -55,7 +58,7 @@ def test_a_seeded_run_is_deterministic() -> None:
 def test_bars_after_t_do_not_change_any_decision_at_or_before_t(change: str) -> None:
     original = backtest(frames(), CacheStore(":memory:"))
     altered = frames()
-    for symbol, frame in altered.items():
+    for frame in altered.values():
         later = frame.index >= CUT  # bars that close after CUT (the bar opening at CUT closes at CUT + 1 h)
         if change == "prices":
             frame.loc[later, ["open", "high", "low", "close"]] *= 1.37
@@ -90,8 +93,10 @@ def test_report_files_exist_and_parse(tmp_path: Path) -> None:
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary, default=str))
     assert summary["period"]["hours"] == PERIOD.hours and set(summary["buy_and_hold"]["per_symbol"]) == set(SYMBOLS)
     assert summary["trades"]["total"] == len(run.positions) and "NO_DATA" in summary["sentiment"]
-    for name, columns, count in (("trades.csv", TRADE_COLUMNS, len(run.positions)),
-                                 ("decisions.csv", DECISION_COLUMNS, len(SYMBOLS) * PERIOD.hours)):
+    for name, columns, count in (
+        ("trades.csv", TRADE_COLUMNS, len(run.positions)),
+        ("decisions.csv", DECISION_COLUMNS, len(SYMBOLS) * PERIOD.hours),
+    ):
         with (out / name).open() as fh:
             reader = csv.DictReader(fh)
             rows = list(reader)
@@ -102,10 +107,33 @@ def test_report_files_exist_and_parse(tmp_path: Path) -> None:
 
 
 def test_backtest_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["--config", str(SHIPPED_CONFIG), "backtest", "--data", str(FIXTURE_BARS), "--from", "2024-12-20",
-            "--to", "2024-12-21", "--symbols", "BTC", "ETH", "--model", str(TINY_MODEL), "--tokenizer",
-            str(TINY_TOKENIZER), "--no-verify", "--threads", "1", "--out", str(tmp_path / "out"),
-            "--cache-dir", str(tmp_path / "cache"), "--seed", "7"]
+    args = [
+        "--config",
+        str(SHIPPED_CONFIG),
+        "backtest",
+        "--data",
+        str(FIXTURE_BARS),
+        "--from",
+        "2024-12-20",
+        "--to",
+        "2024-12-21",
+        "--symbols",
+        "BTC",
+        "ETH",
+        "--model",
+        str(TINY_MODEL),
+        "--tokenizer",
+        str(TINY_TOKENIZER),
+        "--no-verify",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--seed",
+        "7",
+    ]
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
     assert "backtest 2024-12-20T00:00:00+00:00 -> 2024-12-22T00:00:00+00:00 (48 h)" in printed
@@ -116,15 +144,37 @@ def test_backtest_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "0 computed, 96 cached" in capsys.readouterr().out
 
 
-def test_backtest_command_with_alpaca_history(fake_alpaca, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_backtest_command_with_alpaca_history(
+    fake_alpaca, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     for symbol, frame in frames().items():
         fake_alpaca.market.set_bars(symbol, frame)
     monkeypatch.setenv("KRONOS_BOT__BARS__DATA_URL_OVERRIDE", fake_alpaca.base_url)
-    args = ["--config", str(SHIPPED_CONFIG), "backtest", "--data", "alpaca", "--from", "2024-12-20T00:00",
-            "--to", "2024-12-20T12:00", "--symbols", "BTC", "ETH", "--model", str(TINY_MODEL), "--tokenizer",
-            str(TINY_TOKENIZER), "--no-verify", "--threads", "1", "--out", str(tmp_path / "out"),
-            "--cache-dir", str(tmp_path / "cache")]
+    args = [
+        "--config",
+        str(SHIPPED_CONFIG),
+        "backtest",
+        "--data",
+        "alpaca",
+        "--from",
+        "2024-12-20T00:00",
+        "--to",
+        "2024-12-20T12:00",
+        "--symbols",
+        "BTC",
+        "ETH",
+        "--model",
+        str(TINY_MODEL),
+        "--tokenizer",
+        str(TINY_TOKENIZER),
+        "--no-verify",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     assert cli.main(args) == 0
     assert "(12 h), BTC/USD ETH/USD" in capsys.readouterr().out
     assert (tmp_path / "cache" / "alpaca" / "BTC_USD_1h.csv").is_file()

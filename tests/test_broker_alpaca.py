@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kronos_bot.broker.factory import make_broker
 from kronos_bot.broker.alpaca import AlpacaBroker, BrokerConfigError, LiveTradingRefused, resolve_paper
 from kronos_bot.broker.base import BrokerUnavailable, OrderRejected, OrderSkipped
+from kronos_bot.broker.factory import make_broker
 from kronos_bot.config import Settings
 from kronos_bot.trader.journal import Journal
 from tests.broker_support import KEYS, ORDERS, Rig, build_rig, buys, captured_logs, enter, make_settings, standard_rig

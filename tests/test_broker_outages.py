@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from kronos_bot.domain import Action, Decision, Tier
-from kronos_bot.trader.health import DegradedTracker
 from kronos_bot.trader.daemon import TraderDaemon, build_trader_parts, run_exit_check
-from tests.fakealpaca import Fault, FakeAlpaca
+from kronos_bot.trader.health import DegradedTracker
+from tests.fakealpaca import FakeAlpaca, Fault
 from tests.trader_support import CYCLE_NOW, JsonLogs, ScriptedForecaster, load_market, settings_for
 
 D = Decimal
@@ -35,10 +35,15 @@ class Clock:
 def alpaca_parts(tmp_path: Path, fake: FakeAlpaca, clock: Clock, monkeypatch: Any, **sections: Any) -> Any:
     for key, value in KEYS.items():
         monkeypatch.setenv(key, value)
-    broker = {"kind": "alpaca", "backoff_seconds": 0.0, "request_timeout_seconds": 2.0, "max_attempts": 3,
-              "trading_url_override": fake.base_url}
+    broker = {
+        "kind": "alpaca",
+        "backoff_seconds": 0.0,
+        "request_timeout_seconds": 2.0,
+        "max_attempts": 3,
+        "trading_url_override": fake.base_url,
+    }
     settings = settings_for(tmp_path, fake.base_url, broker=broker, risk={"cooldown_minutes": 0}, **sections)
-    forecaster = ScriptedForecaster({s: 0.02 for s in settings.symbols})
+    forecaster = ScriptedForecaster(dict.fromkeys(settings.symbols, 0.02))
     return build_trader_parts(settings, clock=clock, forecaster_factory=lambda: forecaster)
 
 
@@ -58,8 +63,9 @@ def test_401_on_reads_is_one_broker_auth_episode_entries_pause_exits_keep_trying
     try:
         position = open_position(parts, fake_alpaca)
         assert position is not None
-        refused = fake_alpaca.fail(r"/v2/(account|positions.*|orders.*)", Fault.http_status(401, "unauthorized."),
-                                   times=None, method="GET")
+        refused = fake_alpaca.fail(
+            r"/v2/(account|positions.*|orders.*)", Fault.http_status(401, "unauthorized."), times=None, method="GET"
+        )
         with JsonLogs() as captured:
             for _ in range(3):
                 report = parts.cycle.run(trade=True)
@@ -139,8 +145,14 @@ def test_skipped_scheduler_runs_during_an_episode_are_debug_and_counted(tmp_path
             captured_level_debug()
             logging.getLogger().addHandler(logging.StreamHandler(stream))
             parts.health.set("broker", "scripted outage")
-            scheduler.add_job(lambda: release.wait(5), "interval", seconds=0.05, id="slow", max_instances=1,
-                              next_run_time=datetime.now().astimezone())
+            scheduler.add_job(
+                lambda: release.wait(5),
+                "interval",
+                seconds=0.05,
+                id="slow",
+                max_instances=1,
+                next_run_time=datetime.now().astimezone(),
+            )
             scheduler.start()
             time.sleep(0.6)
             release.set()
@@ -165,9 +177,7 @@ def test_repeat_counts_only_inside_an_episode() -> None:
     assert not health.repeat("forecaster", "forecaster.retry")
 
 
-def test_status_reports_a_forecaster_that_answers_401_and_never_crashes(
-    tmp_path: Path, monkeypatch: Any
-) -> None:
+def test_status_reports_a_forecaster_that_answers_401_and_never_crashes(tmp_path: Path, monkeypatch: Any) -> None:
     from kronos_bot.cli import main
     from kronos_bot.forecaster.server import BackgroundServer
     from kronos_bot.forecaster.service import create_app
@@ -180,15 +190,25 @@ def test_status_reports_a_forecaster_that_answers_401_and_never_crashes(
         config = tmp_path / "bot.yaml"
         from tests.trader_support import write_settings
 
-        write_settings(tmp_path, "http://127.0.0.1:9", forecaster={"mode": "service", "url": server.endpoint.url},
-                       bars={"request_timeout_seconds": 1.0})
+        write_settings(
+            tmp_path,
+            "http://127.0.0.1:9",
+            forecaster={"mode": "service", "url": server.endpoint.url},
+            bars={"request_timeout_seconds": 1.0},
+        )
         with Journal(tmp_path / "journal.sqlite") as journal:  # one open position: status asks for its price
             from kronos_bot.config import ExitSettings
             from kronos_bot.trader.stops import initial_state
 
-            journal.open_position(symbol="BTC/USD", entry_time=CYCLE_NOW, entry_price=D(100), entry_filled_qty=D(1),
-                                  entry_cost=D(100), qty=D("0.9975"),
-                                  stop=initial_state(D(100), CYCLE_NOW, ExitSettings()))
+            journal.open_position(
+                symbol="BTC/USD",
+                entry_time=CYCLE_NOW,
+                entry_price=D(100),
+                entry_filled_qty=D(1),
+                entry_cost=D(100),
+                qty=D("0.9975"),
+                stop=initial_state(D(100), CYCLE_NOW, ExitSettings()),
+            )
         out = io.StringIO()
         started = time.monotonic()
         with redirect_stdout(out):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from kronos_bot.broker.factory import make_broker
 from kronos_bot.broker.base import (
     AssetInfo,
     Broker,
@@ -17,6 +16,7 @@ from kronos_bot.broker.base import (
     OrderSkipped,
     OrderStatus,
 )
+from kronos_bot.broker.factory import make_broker
 from kronos_bot.broker.sim import SimBroker
 from kronos_bot.config import Settings, SimBrokerSettings
 from kronos_bot.trader.journal import Journal

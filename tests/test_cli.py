@@ -42,7 +42,10 @@ def test_every_registered_command_has_help() -> None:
 
 def test_config_check_prints_effective_config_without_secrets() -> None:
     result = run_cli(
-        "config", "check", "--config", str(SHIPPED_CONFIG),
+        "config",
+        "check",
+        "--config",
+        str(SHIPPED_CONFIG),
         env={"ALPACA_API_KEY": "PKSECRETKEYVALUE", "ALPACA_SECRET_KEY": "verysecretvalue123"},
     )
     assert result.returncode == 0, result.stderr

@@ -193,9 +193,20 @@ def test_fingerprint_changes_with_thresholds_not_secrets(monkeypatch: pytest.Mon
 # ----- issue #12 item 5: config holes -----
 
 SECRET_NAMES_AS_WRITTEN = [
-    "alpaca_api_key", "ALPACA_API_KEY", "Alpaca_Secret_Key", "ALPACA_SECRET_KEY", "hf_token", "HF_TOKEN",
-    "forecaster_token", "KRONOS_BOT_FORECASTER_TOKEN", "kronos_bot_forecaster_token", "live_trading_confirm",
-    "KRONOS_BOT_LIVE_TRADING", "APCA_API_KEY_ID", "apca_api_secret_key", "alpaca-secret-key",
+    "alpaca_api_key",
+    "ALPACA_API_KEY",
+    "Alpaca_Secret_Key",
+    "ALPACA_SECRET_KEY",
+    "hf_token",
+    "HF_TOKEN",
+    "forecaster_token",
+    "KRONOS_BOT_FORECASTER_TOKEN",
+    "kronos_bot_forecaster_token",
+    "live_trading_confirm",
+    "KRONOS_BOT_LIVE_TRADING",
+    "APCA_API_KEY_ID",
+    "apca_api_secret_key",
+    "alpaca-secret-key",
 ]
 
 
@@ -213,7 +224,11 @@ def test_secret_in_yaml_is_refused_under_any_name_and_case(tmp_path: Path, name:
 
 @pytest.mark.parametrize(
     ("section", "name"),
-    [(("broker",), "alpaca_secret_key"), (("gates", "kronos"), "HF_TOKEN"), (("forecaster",), "Kronos_Bot_Forecaster_Token")],
+    [
+        (("broker",), "alpaca_secret_key"),
+        (("gates", "kronos"), "HF_TOKEN"),
+        (("forecaster",), "Kronos_Bot_Forecaster_Token"),
+    ],
 )
 def test_secret_nested_in_a_section_is_refused_as_a_secret(tmp_path: Path, section: tuple[str, ...], name: str) -> None:
     data = shipped()
@@ -288,8 +303,14 @@ FLOAT_SETTINGS = _float_setting_paths(Settings)
 
 
 def test_the_float_settings_walk_finds_every_kind() -> None:
-    for path in ("sizing.fixed_usd", "engine.tiers.kronos_only", "gates.sentiment.fear_greed.weight",
-                 "bars.request_timeout_seconds", "exits.backstop.limit_offset_percent", "broker.sim.fee_percent"):
+    for path in (
+        "sizing.fixed_usd",
+        "engine.tiers.kronos_only",
+        "gates.sentiment.fear_greed.weight",
+        "bars.request_timeout_seconds",
+        "exits.backstop.limit_offset_percent",
+        "broker.sim.fee_percent",
+    ):
         assert path in FLOAT_SETTINGS
     assert len(FLOAT_SETTINGS) > 30
 
@@ -392,12 +413,15 @@ def test_journal_path_problem_reports_unwritable_directories(tmp_path: Path, mon
     (locked / "journal.sqlite").write_bytes(b"")
     real_access = os.access
     monkeypatch.setattr(config.os, "access", lambda p, mode: False if str(p) == str(locked) else real_access(p, mode))
-    assert config.journal_path_problem("locked/journal.sqlite").startswith(f"its directory {locked} is not writable by ")
+    assert config.journal_path_problem("locked/journal.sqlite").startswith(
+        f"its directory {locked} is not writable by "
+    )
     assert config.journal_path_problem("locked/new/journal.sqlite").startswith(
         f"its directory {locked / 'new'} does not exist and cannot be created: {locked} is not writable by "
     )
     monkeypatch.setattr(
-        config.os, "access",
+        config.os,
+        "access",
         lambda p, mode: False if str(p).endswith("journal.sqlite") else real_access(p, mode),
     )
     assert config.journal_path_problem("locked/journal.sqlite").startswith(
@@ -434,7 +458,9 @@ def test_journal_path_problem_on_a_read_only_tree_even_as_root() -> None:
     )
 
 
-def test_check_journal_path_raises_a_config_error_naming_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_journal_path_raises_a_config_error_naming_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from kronos_bot.config import check_journal_path
 
     (tmp_path / "afile").write_text("x")

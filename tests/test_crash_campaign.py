@@ -47,7 +47,7 @@ from kronos_bot.forecaster.server import BackgroundServer
 from kronos_bot.forecaster.service import create_app
 from kronos_bot.trader.journal import Journal
 from tests.conftest import SHIPPED_CONFIG
-from tests.fakealpaca import Fault, FakeAlpaca, FaultHandle, Request
+from tests.fakealpaca import FakeAlpaca, Fault, FaultHandle, Request
 from tests.process_support import Proc
 from tests.trader_support import ScriptedForecaster
 
@@ -134,8 +134,11 @@ class JournalView:
 
 
 def own_live_stops(fake: FakeAlpaca, symbol: str | None = None) -> list[Any]:
-    return [o for o in fake.trading.orders_for(symbol) if o.type == "stop_limit" and o.status in LIVE
-            and o.client_order_id.startswith("kb-")]
+    return [
+        o
+        for o in fake.trading.orders_for(symbol)
+        if o.type == "stop_limit" and o.status in LIVE and o.client_order_id.startswith("kb-")
+    ]
 
 
 def backstop_problems(fake: FakeAlpaca, positions: list[dict[str, Any]]) -> list[str]:
@@ -151,29 +154,46 @@ def backstop_problems(fake: FakeAlpaca, positions: list[dict[str, Any]]) -> list
                     problems.append(f"{symbol}: {len(live)} live stop(s) of ours without an open position")
                 continue
             if len(live) != 1:
-                problems.append(f"{symbol}: {len(live)} live stops for position {position['id']}: "
-                                f"{[o.client_order_id for o in live]}")
+                problems.append(
+                    f"{symbol}: {len(live)} live stops for position {position['id']}: "
+                    f"{[o.client_order_id for o in live]}"
+                )
             elif live[0].id != position["backstop_order_id"]:
-                problems.append(f"{symbol}: journal names {position['backstop_client_order_id']}, "
-                                f"the live stop is {live[0].client_order_id}")
+                problems.append(
+                    f"{symbol}: journal names {position['backstop_client_order_id']}, "
+                    f"the live stop is {live[0].client_order_id}"
+                )
     return problems
 
 
 def write_config(tmp: Path, fake_url: str, socket_path: str) -> Path:
     data = yaml.safe_load(SHIPPED_CONFIG.read_text())
     data["bars"].update(data_url_override=fake_url, backoff_seconds=0.0, max_attempts=2)
-    data["broker"].update(kind="alpaca", trading_url_override=fake_url, backoff_seconds=0.0, max_attempts=2,
-                          request_timeout_seconds=1.0, fill_timeout_seconds=2)
-    data["schedule"].update(entry_interval_seconds=2, exit_interval_seconds=1, shutdown_timeout_seconds=15,
-                            misfire_grace_seconds=5)
+    data["broker"].update(
+        kind="alpaca",
+        trading_url_override=fake_url,
+        backoff_seconds=0.0,
+        max_attempts=2,
+        request_timeout_seconds=1.0,
+        fill_timeout_seconds=2,
+    )
+    data["schedule"].update(
+        entry_interval_seconds=2, exit_interval_seconds=1, shutdown_timeout_seconds=15, misfire_grace_seconds=5
+    )
     data["gates"]["kronos"].update(threshold_percent=0.1, min_confidence=0.0)
     data["gates"]["sentiment"].update(provider="none")
     data["risk"].update(cooldown_minutes=0, max_open_positions=4, daily_loss_limit_usd=0)
     data["sizing"].update(fixed_usd=200)
     data["exits"].update(trail_percent=1.0, stop_loss_percent=3.0)
     data["exits"]["backstop"].update(limit_offset_percent=1.0, replace_step_percent=0.2)
-    data["forecaster"].update(mode="service", socket_path=socket_path, ready_timeout_seconds=10,
-                              request_timeout_seconds=5, max_attempts=1, backoff_seconds=0.1)
+    data["forecaster"].update(
+        mode="service",
+        socket_path=socket_path,
+        ready_timeout_seconds=10,
+        request_timeout_seconds=5,
+        max_attempts=1,
+        backoff_seconds=0.1,
+    )
     data["journal"]["path"] = str(tmp / "journal.sqlite")
     data["logging"].update(format="json", level="INFO")
     path = tmp / "bot.yaml"
@@ -198,13 +218,18 @@ class Campaign:
         self.journal = JournalView(tmp / "journal.sqlite")
         self.socket_dir = Path(tempfile.mkdtemp(prefix="kb-crash-", dir="/tmp"))
         self.forecaster = BackgroundServer(
-            create_app(lambda: ScriptedForecaster({s: 0.03 for s in SYMBOLS})),
+            create_app(lambda: ScriptedForecaster(dict.fromkeys(SYMBOLS, 0.03))),
             socket_path=str(self.socket_dir / "f.sock"),
         ).start()
         config = write_config(tmp, fake.base_url, str(self.socket_dir / "f.sock"))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONOS_BOT", "ALPACA_"))}
-        env.update(KRONOS_BOT_CONFIG=str(config), ALPACA_API_KEY="PKCRASHTESTKEY", ALPACA_SECRET_KEY="crash-secret",
-                   PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+        env.update(
+            KRONOS_BOT_CONFIG=str(config),
+            ALPACA_API_KEY="PKCRASHTESTKEY",
+            ALPACA_SECRET_KEY="crash-secret",
+            PYTHONUNBUFFERED="1",
+            HF_HUB_OFFLINE="1",
+        )
         self.env = env
         self.trader: Proc | None = None
         self.starts = 0
@@ -231,7 +256,7 @@ class Campaign:
         assert self.trader is not None
         self.tally.checks += 1
         problems: list[str] = []
-        for attempt in range(5):
+        for _attempt in range(5):
             self.trader.popen.send_signal(signal.SIGSTOP)
             try:
                 problems = backstop_problems(self.fake, self.journal.open_positions())
@@ -303,8 +328,11 @@ class Campaign:
             handle = self._stall(ORDER_ID_PATH, "DELETE")
             provoke = lambda: self._drop_one(trigger=False)  # noqa: E731
         elif kind == "sell_post":
-            handle = self._stall(ORDER_PATH, "POST",
-                                 lambda r: (r.json or {}).get("side") == "sell" and (r.json or {}).get("type") == "market")
+            handle = self._stall(
+                ORDER_PATH,
+                "POST",
+                lambda r: (r.json or {}).get("side") == "sell" and (r.json or {}).get("type") == "market",
+            )
             provoke = lambda: self._drop_one(trigger=False)  # noqa: E731
         if handle is None:
             time.sleep(self.rng.uniform(0.2, 2.5))
@@ -381,9 +409,18 @@ def final_report(fake: FakeAlpaca, journal_path: Path, tally: Tally) -> dict[str
             problems.append(f"{symbol}: broker holds {held}, the journal {journaled}")
     external = [p.id for p in positions if p.exit_reason == "external"]
     problems += [f"position {pid} of ours closed as external" for pid in external]
-    problems += backstop_problems(fake, [{"symbol": p.symbol, "id": p.id, "backstop_order_id": p.backstop_order_id,
-                                          "backstop_client_order_id": p.backstop_client_order_id}
-                                         for p in open_positions])
+    problems += backstop_problems(
+        fake,
+        [
+            {
+                "symbol": p.symbol,
+                "id": p.id,
+                "backstop_order_id": p.backstop_order_id,
+                "backstop_client_order_id": p.backstop_client_order_id,
+            }
+            for p in open_positions
+        ],
+    )
     stray = [o.client_order_id for o in broker_orders if o.status in LIVE and o.type != "stop_limit"]
     problems += [f"order {cid} still live at the broker after the settle" for cid in stray]
     # Every fill at the broker is in the journal with the same quantity (nothing lost, nothing invented).
@@ -392,13 +429,23 @@ def final_report(fake: FakeAlpaca, journal_path: Path, tally: Tally) -> dict[str
             continue
         row = orders.get(order.client_order_id)
         if row is None or row.filled_qty != order.filled_qty:
-            problems.append(f"fill of {order.client_order_id} ({order.filled_qty}) journaled as "
-                            f"{None if row is None else row.filled_qty}")
+            problems.append(
+                f"fill of {order.client_order_id} ({order.filled_qty}) journaled as "
+                f"{None if row is None else row.filled_qty}"
+            )
     for position in positions:
         if position.status == "closed" and position.exit_reason not in ("dust",):
-            sold = sum((o.filled_qty for o in broker_orders if o.side == "sell" and o.filled_qty > 0
-                        and orders.get(o.client_order_id) is not None
-                        and orders[o.client_order_id].position_id == position.id), Decimal(0))
+            sold = sum(
+                (
+                    o.filled_qty
+                    for o in broker_orders
+                    if o.side == "sell"
+                    and o.filled_qty > 0
+                    and orders.get(o.client_order_id) is not None
+                    and orders[o.client_order_id].position_id == position.id
+                ),
+                Decimal(0),
+            )
             if sold != position.exit_qty:
                 problems.append(f"position {position.id}: exit_qty {position.exit_qty}, sells filled {sold}")
     return {

@@ -42,8 +42,13 @@ def decisions_for(symbol: str, since: int = 0) -> Callable[[list[dict[str, Any]]
 def _series(fake: Any, symbol: str) -> SeriesInput:
     bars = fake.market.bars[symbol][-60:]
     return SeriesInput(
-        id=symbol, timestamps=[b.t for b in bars], open=[b.o for b in bars], high=[b.h for b in bars],
-        low=[b.l for b in bars], close=[b.c for b in bars], volume=[b.v for b in bars],
+        id=symbol,
+        timestamps=[b.t for b in bars],
+        open=[b.o for b in bars],
+        high=[b.h for b in bars],
+        low=[b.l for b in bars],
+        close=[b.c for b in bars],
+        volume=[b.v for b in bars],
     )
 
 
@@ -58,8 +63,14 @@ def script_market(fake: Any) -> tuple[str, float]:
     params = SamplingParams(pred_len=4, samples=1, top_k=1, top_p=1.0, temperature=1.0)
     for attempt in range(8):
         for i, symbol in enumerate(SYMBOLS):
-            fake.market.add_hourly_bars(symbol, end=last_open, count=90, start_price=100.0 * (i + 1 + attempt),
-                                        drift=0.0005 * (i - 1.5 + attempt), amplitude=0.004 + 0.001 * i)
+            fake.market.add_hourly_bars(
+                symbol,
+                end=last_open,
+                count=90,
+                start_price=100.0 * (i + 1 + attempt),
+                drift=0.0005 * (i - 1.5 + attempt),
+                amplitude=0.004 + 0.001 * i,
+            )
         pcts = {}
         for forecast in model.forecast([_series(fake, s) for s in SYMBOLS], params):
             pcts[forecast.id] = forecast.candles[-1].close / forecast.last_close - 1
@@ -84,9 +95,18 @@ def write_config(tmp: Path, fake_url: str, socket_path: str, threshold_percent: 
     data["risk"].update(cooldown_minutes=0)
     data["exits"].update(trail_percent=2.0, stop_loss_percent=10.0)
     data["forecaster"].update(
-        mode="service", socket_path=socket_path, ready_timeout_seconds=30, request_timeout_seconds=10,
-        max_attempts=2, backoff_seconds=0.1, model=str(TINY / "model"), tokenizer=str(TINY / "tokenizer"),
-        model_revision=None, tokenizer_revision=None, verify_sha256=False, threads=1,
+        mode="service",
+        socket_path=socket_path,
+        ready_timeout_seconds=30,
+        request_timeout_seconds=10,
+        max_attempts=2,
+        backoff_seconds=0.1,
+        model=str(TINY / "model"),
+        tokenizer=str(TINY / "tokenizer"),
+        model_revision=None,
+        tokenizer_revision=None,
+        verify_sha256=False,
+        threads=1,
     )
     data["journal"]["path"] = str(tmp / "journal.sqlite")
     data["logging"].update(format="json", level="INFO")
@@ -101,8 +121,13 @@ def test_forecaster_and_trader_as_real_processes(tmp_path: Path, fake_alpaca: An
     socket_path = str(sock_dir / "f.sock")
     config = write_config(tmp_path, fake_alpaca.base_url, socket_path, threshold)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONOS_BOT", "ALPACA_"))}
-    env.update(KRONOS_BOT_CONFIG=str(config), ALPACA_API_KEY="PKE2ETESTKEY", ALPACA_SECRET_KEY="e2e-secret-value",
-               PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    env.update(
+        KRONOS_BOT_CONFIG=str(config),
+        ALPACA_API_KEY="PKE2ETESTKEY",
+        ALPACA_SECRET_KEY="e2e-secret-value",
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+    )
     procs: list[Proc] = []
 
     def start(name: str, *args: str, extra_env: dict[str, str] | None = None) -> Proc:
@@ -119,8 +144,9 @@ def test_forecaster_and_trader_as_real_processes(tmp_path: Path, fake_alpaca: An
         forecaster.wait_for(lambda ev: any(e.get("event") == "forecaster.ready" for e in ev), 60, "forecaster ready")
         trader = start("trader", "run")
         trader.wait_for(lambda ev: all(decisions_for(s)(ev) for s in SYMBOLS), 60, "a decision for every symbol")
-        entered = trader.wait_for(lambda ev: [e for e in decisions_for(symbol)(ev) if e["action"] == "ENTER"], 30,
-                                  f"an ENTER for {symbol}")[0]
+        entered = trader.wait_for(
+            lambda ev: [e for e in decisions_for(symbol)(ev) if e["action"] == "ENTER"], 30, f"an ENTER for {symbol}"
+        )[0]
         assert entered["tier"] == "kronos_only"
         assert Decimal(entered["notional"]) == ENTRY_NOTIONAL
         assert entered["kronos"]["signal"] == "UP" and entered["sentiment"]["verdict"] == "NO_DATA"
@@ -140,8 +166,11 @@ def test_forecaster_and_trader_as_real_processes(tmp_path: Path, fake_alpaca: An
         with Journal(str(tmp_path / "journal.sqlite")) as journal:
             (before,) = journal.open_positions()
         trader = start("trader2", "run")
-        trader.wait_for(lambda ev: any(e.get("event") == "startup.reconciled" and e.get("open_positions") == 1
-                                       for e in ev), 30, "startup with the position restored")
+        trader.wait_for(
+            lambda ev: any(e.get("event") == "startup.reconciled" and e.get("open_positions") == 1 for e in ev),
+            30,
+            "startup with the position restored",
+        )
         trader.wait_for(lambda ev: decisions_for(symbol)(ev), 30, "a decision after restart")
         assert "position_open" in decisions_for(symbol)(trader.events())[0]["reasons"]
         with Journal(str(tmp_path / "journal.sqlite")) as journal:
@@ -155,8 +184,9 @@ def test_forecaster_and_trader_as_real_processes(tmp_path: Path, fake_alpaca: An
         fake_alpaca.trading.set_price(symbol, entry_price * 1.05)
         trader.wait_for(lambda ev: any(e.get("event") == "stop.raised" for e in ev), 30, "stop.raised")
         fake_alpaca.trading.set_price(symbol, entry_price * 1.01)  # > 2 % below the high-water mark
-        closed = trader.wait_for(lambda ev: [e for e in ev if e.get("event") == "position.closed"], 30,
-                                 "position.closed")
+        closed = trader.wait_for(
+            lambda ev: [e for e in ev if e.get("event") == "position.closed"], 30, "position.closed"
+        )
         assert closed[0]["reason"] == "trailing_stop"
         sells = [o for o in fake_alpaca.trading.orders_for(symbol) if o.side == "sell" and o.type == "market"]
         assert len(sells) == 1
@@ -164,19 +194,26 @@ def test_forecaster_and_trader_as_real_processes(tmp_path: Path, fake_alpaca: An
         # ---- D: restarted while the forecaster is down: entries pause, said once
         assert trader.stop() == 0
         trader = start("trader3", "run", extra_env={"KRONOS_BOT__FORECASTER__READY_TIMEOUT_SECONDS": "1"})
-        paused = trader.wait_for(lambda ev: (found := decisions_for(symbol)(ev)) and len(found) >= 2 and found,
-                                 60, "two paused cycles")
+        paused = trader.wait_for(
+            lambda ev: (found := decisions_for(symbol)(ev)) and len(found) >= 2 and found, 60, "two paused cycles"
+        )
         assert all("kronos_unavailable" in e["reasons"] and e["action"] == "SKIP" for e in paused)
-        starts = [e for e in trader.events() if e.get("event") == "degraded.start" and e.get("component") == "forecaster"]
+        starts = [
+            e for e in trader.events() if e.get("event") == "degraded.start" and e.get("component") == "forecaster"
+        ]
         assert len(starts) == 1
         assert len(buys()) == 1
 
         # ---- E: the forecaster returns -> recovery, a new entry
         forecaster = start("forecaster2", "forecaster")
-        trader.wait_for(lambda ev: any(e.get("event") == "degraded.end" and e.get("component") == "forecaster"
-                                       for e in ev), 90, "degraded.end for the forecaster")
-        trader.wait_for(lambda ev: [e for e in decisions_for(symbol)(ev) if e["action"] == "ENTER"], 30,
-                        "an entry after recovery")
+        trader.wait_for(
+            lambda ev: any(e.get("event") == "degraded.end" and e.get("component") == "forecaster" for e in ev),
+            90,
+            "degraded.end for the forecaster",
+        )
+        trader.wait_for(
+            lambda ev: [e for e in decisions_for(symbol)(ev) if e["action"] == "ENTER"], 30, "an entry after recovery"
+        )
         trader.wait_for(lambda _ev: len(buys()) == 2, 30, "the second buy")
         assert trader.stop() == 0
         assert forecaster.stop() == 0

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from kronos_bot.trader import engine
 from kronos_bot.broker.base import Account
 from kronos_bot.config import Settings
 from kronos_bot.domain import (
@@ -23,6 +22,7 @@ from kronos_bot.domain import (
     TechnicalVerdict,
     Tier,
 )
+from kronos_bot.trader import engine
 
 NOW = datetime(2025, 3, 1, 12, 0, 30, tzinfo=UTC)
 RICH = Account(cash=Decimal("10000"), buying_power=Decimal("10000"), equity=Decimal("10000"))

@@ -40,13 +40,23 @@ PERIOD = Period(datetime(2024, 12, 15, tzinfo=UTC), datetime(2024, 12, 17, tzinf
 
 
 def outcome(last: float, actual: float, pred: float, p_up: float, **kw: object) -> Outcome:
-    return Outcome(symbol=str(kw.get("symbol", "BTC/USD")), time=T, regime=str(kw.get("regime", CHOPPY)),
-                   last_close=last, actual=actual, predictions={KRONOS: (pred, p_up)})
+    return Outcome(
+        symbol=str(kw.get("symbol", "BTC/USD")),
+        time=T,
+        regime=str(kw.get("regime", CHOPPY)),
+        last_close=last,
+        actual=actual,
+        predictions={KRONOS: (pred, p_up)},
+    )
 
 
 def test_scores_on_a_hand_made_case() -> None:
-    cases = [outcome(100, 102, 101, 1.0), outcome(100, 99, 101, 0.75), outcome(100, 98, 99, 0.25),
-             outcome(100, 100, 100, 0.5)]
+    cases = [
+        outcome(100, 102, 101, 1.0),
+        outcome(100, 99, 101, 0.75),
+        outcome(100, 98, 99, 0.25),
+        outcome(100, 100, 100, 0.5),
+    ]
     s = score(cases, KRONOS)
     assert s.n == 4
     assert s.hit_rate == 3 / 4  # the second one called up, the market went down
@@ -83,17 +93,31 @@ class PerfectForecaster:
             symbol = s.id.split("@")[0]
             stamps = [s.timestamps[-1] + (k + 1) * HOUR for k in range(params.pred_len)]
             closes = [float(self.store.bar(symbol, ts).close) for ts in stamps]
-            candles = [Candle(ts, c, c, c, c, 1.0, 1.0) for ts, c in zip(stamps, closes)]
-            out.append(SeriesForecast(id=s.id, last_close=s.close[-1], candles=candles, path_closes=[closes],
-                                      p_up=float(closes[-1] > s.close[-1]), close_quantiles={}))
+            candles = [Candle(ts, c, c, c, c, 1.0, 1.0) for ts, c in zip(stamps, closes, strict=True)]
+            out.append(
+                SeriesForecast(
+                    id=s.id,
+                    last_close=s.close[-1],
+                    candles=candles,
+                    path_closes=[closes],
+                    p_up=float(closes[-1] > s.close[-1]),
+                    close_quantiles={},
+                )
+            )
         return out
 
 
 def test_a_perfect_forecaster_scores_hit_rate_one_and_brier_zero(tmp_path: Path) -> None:
     store = fixture_store()
     s = settings(["BTC/USD", "ETH/USD"])
-    run = run_evaluate(s, store, PERIOD, forecaster=PerfectForecaster(store), cache=CacheStore(":memory:"),
-                       options=EvaluateOptions(horizon=3, stride=2))
+    run = run_evaluate(
+        s,
+        store,
+        PERIOD,
+        forecaster=PerfectForecaster(store),
+        cache=CacheStore(":memory:"),
+        options=EvaluateOptions(horizon=3, stride=2),
+    )
     assert len(run.outcomes) == 2 * len(origins(PERIOD, 3, 2))
     summary = write_evaluate_report(run, tmp_path)
     best = summary["scores"]["all"][KRONOS]
@@ -107,11 +131,29 @@ def test_a_perfect_forecaster_scores_hit_rate_one_and_brier_zero(tmp_path: Path)
     assert lines[2].split()[:4] == ["all", "kronos", str(len(run.outcomes)), "100.0"]
 
 
-def test_evaluate_command_shares_the_forecast_cache_with_backtest(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    common = ["--data", str(FIXTURE_BARS), "--from", "2024-12-20", "--to", "2024-12-20", "--symbols", "BTC", "ETH",
-              "--model", str(TINY_MODEL), "--tokenizer", str(TINY_TOKENIZER), "--no-verify", "--threads", "1",
-              "--cache-dir", str(tmp_path / "cache")]
+def test_evaluate_command_shares_the_forecast_cache_with_backtest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = [
+        "--data",
+        str(FIXTURE_BARS),
+        "--from",
+        "2024-12-20",
+        "--to",
+        "2024-12-20",
+        "--symbols",
+        "BTC",
+        "ETH",
+        "--model",
+        str(TINY_MODEL),
+        "--tokenizer",
+        str(TINY_TOKENIZER),
+        "--no-verify",
+        "--threads",
+        "1",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     assert cli.main(["--config", str(SHIPPED_CONFIG), "backtest", *common, "--out", str(tmp_path / "bt")]) == 0
     capsys.readouterr()
     assert cli.main(["--config", str(SHIPPED_CONFIG), "evaluate", *common, "--out", str(tmp_path / "ev")]) == 0

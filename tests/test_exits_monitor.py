@@ -210,7 +210,6 @@ def test_rejected_entry_is_logged_not_retried(tmp_path: Path, notional: str) -> 
 
 def test_one_entry_cycle_wired_end_to_end(tmp_path: Path) -> None:
     """How the trader wires one entry cycle: reconcile -> risk state -> engine -> journal -> orders."""
-    from kronos_bot.trader import engine
     from kronos_bot.domain import (
         GateResults,
         KronosResult,
@@ -220,11 +219,12 @@ def test_one_entry_cycle_wired_end_to_end(tmp_path: Path) -> None:
         TechnicalResult,
         TechnicalVerdict,
     )
+    from kronos_bot.trader import engine
     from kronos_bot.trader.reconcile import Reconciler
 
     market = Market()
     market.prices.update({"BTC/USD": D(100), "ETH/USD": D(2000)})
-    settings, journal, broker, executor, monitor = build(tmp_path / "j.sqlite", market, risk={"max_open_positions": 1})
+    settings, journal, broker, executor, _monitor = build(tmp_path / "j.sqlite", market, risk={"max_open_positions": 1})
     reconciler = Reconciler(broker, journal, executor, settings, price_source=market.price, clock=market.clock)
 
     def gates(symbol: str) -> GateResults:

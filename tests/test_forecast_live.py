@@ -19,13 +19,26 @@ ENTRY_POINT = str(Path(sys.executable).parent / "kronos-bot")
 def run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONOS_BOT", "ALPACA_"))}
     return subprocess.run(
-        [ENTRY_POINT, "forecast", *args, "--config", str(config), "--model", str(TINY / "model"),
-         "--tokenizer", str(TINY / "tokenizer"), "--no-verify"],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            ENTRY_POINT,
+            "forecast",
+            *args,
+            "--config",
+            str(config),
+            "--model",
+            str(TINY / "model"),
+            "--tokenizer",
+            str(TINY / "tokenizer"),
+            "--no-verify",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
 
 
-def test_forecast_of_a_symbol_uses_its_last_closed_bars(tmp_path: Path, fake_alpaca) -> None:  # noqa: ANN001
+def test_forecast_of_a_symbol_uses_its_last_closed_bars(tmp_path: Path, fake_alpaca) -> None:
     last_open = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     fake_alpaca.market.add_hourly_bars("BTC/USD", end=last_open, count=80, start_price=60000.0)
     # A bar still in progress must not be used.
@@ -42,7 +55,7 @@ def test_forecast_of_a_symbol_uses_its_last_closed_bars(tmp_path: Path, fake_alp
     assert fake_alpaca.server.requests_to(r"/v1beta3/crypto/us/bars")
 
 
-def test_forecast_of_a_symbol_without_usable_bars_says_why(tmp_path: Path, fake_alpaca) -> None:  # noqa: ANN001
+def test_forecast_of_a_symbol_without_usable_bars_says_why(tmp_path: Path, fake_alpaca) -> None:
     stale = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=10)
     fake_alpaca.market.add_hourly_bars("SOL/USD", end=stale, count=80)
     config = write_settings(tmp_path, fake_alpaca.base_url)

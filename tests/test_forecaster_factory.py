@@ -33,7 +33,7 @@ def missing_socket() -> str:
 
 def test_service_mode_with_nothing_listening_is_an_error(missing_socket: str) -> None:
     settings = tiny_settings(mode="service", socket_path=missing_socket, ready_timeout_seconds=0.3)
-    with capture_logs() as logs, pytest.raises(ForecasterUnavailable, match="is kronos-forecaster.service running"):
+    with capture_logs() as logs, pytest.raises(ForecasterUnavailable, match=r"is kronos-forecaster\.service running"):
         make_forecaster(settings)
     assert not any(e["event"] == "forecaster.inprocess_fallback" for e in logs)
 
@@ -89,7 +89,9 @@ def test_auto_with_an_unanswering_url_also_falls_back() -> None:
     with capture_logs() as logs:
         forecaster = make_forecaster(tiny_settings(mode="auto", url=f"http://127.0.0.1:{port}"))
     assert isinstance(forecaster, SerializedForecaster)
-    assert [e["endpoint"] for e in logs if e["event"] == "forecaster.inprocess_fallback"] == [f"http://127.0.0.1:{port}"]
+    assert [e["endpoint"] for e in logs if e["event"] == "forecaster.inprocess_fallback"] == [
+        f"http://127.0.0.1:{port}"
+    ]
 
 
 def test_inprocess_mode_loads_here_and_implements_the_protocol() -> None:
@@ -121,6 +123,7 @@ def test_model_override_drops_the_configured_revisions(monkeypatch: pytest.Monke
     assert args1 == (str(TINY_MODEL), str(TINY_TOKENIZER))
     assert kw1["model_revision"] is None and kw1["tokenizer_revision"] is None
     assert kw1["verify"] is False and builds[1]["threads"] == 1
+
 
 # ----- lazy loading (backtests whose forecasts are all cached) -----
 

@@ -65,8 +65,9 @@ class BodyMeter:
 
 
 @contextmanager
-def serving(*, unix: bool = False, limits: ServiceLimits = LIMITS, token: str | None = None,
-            **app_options: Any) -> Iterator[tuple[BackgroundServer, BodyMeter]]:
+def serving(
+    *, unix: bool = False, limits: ServiceLimits = LIMITS, token: str | None = None, **app_options: Any
+) -> Iterator[tuple[BackgroundServer, BodyMeter]]:
     meter = BodyMeter(create_app(tiny_model, limits=limits, token=token, **app_options))
     where: dict[str, Any] = {"socket_path": short_socket_path()} if unix else {"host": "127.0.0.1"}
     with BackgroundServer(meter, **where) as server:  # type: ignore[arg-type]
@@ -77,8 +78,9 @@ def serving(*, unix: bool = False, limits: ServiceLimits = LIMITS, token: str | 
 def http_client(endpoint: Endpoint, token: str | None = None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if endpoint.socket_path:
-        return httpx.Client(transport=httpx.HTTPTransport(uds=endpoint.socket_path), base_url="http://f",
-                            headers=headers, timeout=30)
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=endpoint.socket_path), base_url="http://f", headers=headers, timeout=30
+        )
     return httpx.Client(base_url=str(endpoint.url), headers=headers, timeout=30)
 
 
@@ -190,8 +192,11 @@ def test_streaming_client_with_a_wrong_token_gets_its_401_and_nothing_is_read() 
         for _ in range(32):
             yield b" " * CHUNK
 
-    with serving(unix=True, token=TOKEN) as (server, meter), capture_logs() as logs, \
-            http_client(server.endpoint, token="wrong-token") as http:
+    with (
+        serving(unix=True, token=TOKEN) as (server, meter),
+        capture_logs() as logs,
+        http_client(server.endpoint, token="wrong-token") as http,
+    ):
         response = http.post("/v1/forecast", content=endless(), headers={"Content-Type": "application/json"})
         model = http.get("/v1/model")
     assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
@@ -235,7 +240,7 @@ def test_chunked_body_under_the_limit_is_served() -> None:
 
     def pieces() -> Iterator[bytes]:
         for start in range(0, len(payload), 1000):
-            yield payload[start:start + 1000]
+            yield payload[start : start + 1000]
 
     with serving(unix=True, token=TOKEN) as (server, meter), http_client(server.endpoint, token=TOKEN) as http:
         response = http.post("/v1/forecast", content=pieces(), headers={"Content-Type": "application/json"})
@@ -264,7 +269,9 @@ def test_limit_sends_no_second_answer_when_the_app_already_answers() -> None:
     scope = {"type": "http", "path": "/v1/forecast", "headers": []}
     asyncio.run(BodySizeLimit(app, max_bytes=1000)(scope, receive, send))
     assert [(m["type"], m.get("status"), m.get("body")) for m in sent] == [
-        ("http.response.start", 200, None), ("http.response.body", None, b"done")]
+        ("http.response.start", 200, None),
+        ("http.response.body", None, b"done"),
+    ]
 
 
 # ----- series ids -----
@@ -351,7 +358,15 @@ def test_forecaster_command_passes_the_api_docs_setting(monkeypatch: pytest.Monk
         return 0
 
     monkeypatch.setattr(server_module, "run", fake_run)
-    args = argparse.Namespace(socket=short_socket_path(), host=None, port=None, model=None, tokenizer=None,
-                              no_verify=True, device=None, threads=None)
+    args = argparse.Namespace(
+        socket=short_socket_path(),
+        host=None,
+        port=None,
+        model=None,
+        tokenizer=None,
+        no_verify=True,
+        device=None,
+        threads=None,
+    )
     assert forecaster_command.main(args, tiny_settings(api_docs=api_docs)) == 0
     assert calls[0]["api_docs"] is api_docs

@@ -90,8 +90,12 @@ def test_forecast_round_trip_through_the_wire_types() -> None:
 
     ts = datetime(2024, 1, 2, 3, tzinfo=UTC)
     forecast = SeriesForecast(
-        id="X", last_close=1.5, candles=[Candle(ts, 1.0, 2.0, 0.5, 1.6, 3.0, 4.0)],
-        path_closes=[[1.6], [1.4]], p_up=0.5, close_quantiles={"p10": [1.42], "p50": [1.5], "p90": [1.58]},
+        id="X",
+        last_close=1.5,
+        candles=[Candle(ts, 1.0, 2.0, 0.5, 1.6, 3.0, 4.0)],
+        path_closes=[[1.6], [1.4]],
+        p_up=0.5,
+        close_quantiles={"p10": [1.42], "p50": [1.5], "p90": [1.58]},
         extra={"seed": 123, "samples": 2},
     )
     wire = series_out(forecast, compute_seconds=0.25)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -61,10 +62,8 @@ class NotifyListener:
         while time.monotonic() < deadline:
             if any(predicate in m for m in self.messages):
                 return True
-            try:
+            with contextlib.suppress(TimeoutError):
                 self.messages.append(self.sock.recv(4096).decode())
-            except TimeoutError:
-                pass
         return any(predicate in m for m in self.messages)
 
     def close(self) -> None:
@@ -82,7 +81,7 @@ def test_loopback_detection_and_tcp_refusal() -> None:
 
 def test_run_refuses_public_tcp_without_token_before_loading() -> None:
     loader = BlockingLoader()
-    with pytest.raises(StartupRefused, match="refusing to listen on 0.0.0.0 without a token"):
+    with pytest.raises(StartupRefused, match=r"refusing to listen on 0\.0\.0\.0 without a token"):
         run(loader, host="0.0.0.0", port=0)
     assert not loader.gate.is_set()
 
@@ -165,9 +164,23 @@ def test_forecaster_command_serves_and_exits_cleanly_on_sigterm(sock_dir: Path) 
     listener = NotifyListener(str(sock_dir / "notify"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("KRONOS_BOT")}
     env.update(NOTIFY_SOCKET=str(sock_dir / "notify"), KRONOS_BOT__FORECASTER__THREADS="1")
-    cmd = [sys.executable, "-m", "kronos_bot", "--config", str(REPO_ROOT / "config" / "bot.yaml"),
-           "--log-format", "json", "forecaster", "--socket", str(socket_path),
-           "--model", str(TINY_MODEL), "--tokenizer", str(TINY_TOKENIZER), "--no-verify"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kronos_bot",
+        "--config",
+        str(REPO_ROOT / "config" / "bot.yaml"),
+        "--log-format",
+        "json",
+        "forecaster",
+        "--socket",
+        str(socket_path),
+        "--model",
+        str(TINY_MODEL),
+        "--tokenizer",
+        str(TINY_TOKENIZER),
+        "--no-verify",
+    ]
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert listener.collect_until("READY=1", 60), "no READY=1"
@@ -192,8 +205,20 @@ def test_forecaster_command_serves_and_exits_cleanly_on_sigterm(sock_dir: Path) 
 
 def test_forecaster_command_refuses_public_tcp_without_token() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KRONOS_BOT")}
-    cmd = [sys.executable, "-m", "kronos_bot", "--config", str(REPO_ROOT / "config" / "bot.yaml"),
-           "--log-format", "json", "forecaster", "--host", "0.0.0.0", "--port", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kronos_bot",
+        "--config",
+        str(REPO_ROOT / "config" / "bot.yaml"),
+        "--log-format",
+        "json",
+        "forecaster",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "0",
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "refusing to listen on 0.0.0.0 without a token" in result.stderr

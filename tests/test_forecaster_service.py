@@ -37,8 +37,9 @@ LIMITS = ServiceLimits(max_context=512, min_context_bars=16, max_request_cells=4
 def raw_http(endpoint: Endpoint, token: str | None = None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if endpoint.socket_path:
-        return httpx.Client(transport=httpx.HTTPTransport(uds=endpoint.socket_path), base_url="http://f",
-                            headers=headers, timeout=30)
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=endpoint.socket_path), base_url="http://f", headers=headers, timeout=30
+        )
     return httpx.Client(base_url=str(endpoint.url), headers=headers, timeout=30)
 
 
@@ -110,19 +111,21 @@ def test_model_endpoint_reports_ids_hashes_configs_and_limits(uds_server: Backgr
 
 def test_readiness_before_and_after_the_model_loads() -> None:
     loader = BlockingLoader()
-    with BackgroundServer(create_app(loader, limits=LIMITS), host="127.0.0.1") as server:
-        with raw_http(server.endpoint) as http:
-            assert http.get("/healthz").json()["state"] == "loading"
-            not_ready = http.get("/readyz")
-            assert not_ready.status_code == 503 and not_ready.json()["status"] == "loading"
-            early = http.post("/v1/forecast", json=body_for([make_series()]))
-            assert early.status_code == 503 and early.json()["error"] == "not_ready"
-            assert http.get("/v1/model").status_code == 503
-            loader.release()
-            server.wait_ready(60)
-            ready = http.get("/readyz")
-            assert ready.status_code == 200 and ready.json()["status"] == "ready"
-            assert http.post("/v1/forecast", json=body_for([make_series()])).status_code == 200
+    with (
+        BackgroundServer(create_app(loader, limits=LIMITS), host="127.0.0.1") as server,
+        raw_http(server.endpoint) as http,
+    ):
+        assert http.get("/healthz").json()["state"] == "loading"
+        not_ready = http.get("/readyz")
+        assert not_ready.status_code == 503 and not_ready.json()["status"] == "loading"
+        early = http.post("/v1/forecast", json=body_for([make_series()]))
+        assert early.status_code == 503 and early.json()["error"] == "not_ready"
+        assert http.get("/v1/model").status_code == 503
+        loader.release()
+        server.wait_ready(60)
+        ready = http.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        assert http.post("/v1/forecast", json=body_for([make_series()])).status_code == 200
 
 
 def test_failed_load_keeps_readyz_503_and_stops_the_server() -> None:
@@ -228,8 +231,10 @@ def test_tcp_needs_the_bearer_token(tcp_server: BackgroundServer) -> None:
     with raw_http(tcp_server.endpoint, token=TOKEN) as right:
         assert right.post("/v1/forecast", json=body).status_code == 200
         assert right.get("/v1/model").status_code == 200
-    with client_for(tcp_server.endpoint, token="wrong-token") as client, \
-            pytest.raises(ForecasterAuthError, match="does not match"):
+    with (
+        client_for(tcp_server.endpoint, token="wrong-token") as client,
+        pytest.raises(ForecasterAuthError, match="does not match"),
+    ):
         client.forecast([make_series()], SamplingParams(seed=1))
     with client_for(tcp_server.endpoint) as client, pytest.raises(ForecasterAuthError, match="requires a token"):
         client.model_info()
@@ -242,8 +247,10 @@ def test_eight_concurrent_requests_run_one_at_a_time_and_are_all_correct() -> No
     with BackgroundServer(create_app(lambda: model, limits=LIMITS), host="127.0.0.1") as server:
         server.wait_ready(60)
         jobs = [
-            ([make_series(f"S{i}", bars=40 + i, offset=i), make_series("BTC/USD", bars=30, offset=2 * i)],
-             SamplingParams(pred_len=2 + i % 3, samples=1 + i, seed=100 + i))
+            (
+                [make_series(f"S{i}", bars=40 + i, offset=i), make_series("BTC/USD", bars=30, offset=2 * i)],
+                SamplingParams(pred_len=2 + i % 3, samples=1 + i, seed=100 + i),
+            )
             for i in range(8)
         ]
         with client_for(server.endpoint) as client, ThreadPoolExecutor(8) as pool:

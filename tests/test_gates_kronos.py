@@ -25,8 +25,12 @@ T0 = datetime(2024, 12, 31, 23, tzinfo=UTC)
 LAST = 100.0
 
 
-def forecast(closes: Sequence[float], paths: Sequence[Sequence[float]] | None = None, last_close: float = LAST,
-             series_id: str = "BTC/USD") -> SeriesForecast:
+def forecast(
+    closes: Sequence[float],
+    paths: Sequence[Sequence[float]] | None = None,
+    last_close: float = LAST,
+    series_id: str = "BTC/USD",
+) -> SeriesForecast:
     """Mean candles with the given closes; paths default to the mean itself (one path)."""
     candles = [Candle(T0 + timedelta(hours=i), c, c, c, c, 1.0, c) for i, c in enumerate(closes)]
     path_closes = [list(p) for p in paths] if paths is not None else [list(closes)]
@@ -50,11 +54,11 @@ def ensemble(**kw: object) -> KronosGateSettings:
 @pytest.mark.parametrize(
     ("horizon_close", "signal", "confidence", "actionable"),
     [
-        (101.2, KronosSignal.UP, 0.6, True),      # +1.2 % -> 0.012 x 50
-        (101.0, KronosSignal.UP, 0.5, False),     # +1.0 % -> 0.5 < 0.55
-        (103.0, KronosSignal.UP, 1.0, True),      # +3 % -> capped at 1
+        (101.2, KronosSignal.UP, 0.6, True),  # +1.2 % -> 0.012 x 50
+        (101.0, KronosSignal.UP, 0.5, False),  # +1.0 % -> 0.5 < 0.55
+        (103.0, KronosSignal.UP, 1.0, True),  # +3 % -> capped at 1
         (100.31, KronosSignal.UP, 0.155, False),  # just above the threshold
-        (100.3, KronosSignal.FLAT, 0.7, True),    # exactly +0.3 % is not "above": FLAT, 1 - 0.3
+        (100.3, KronosSignal.FLAT, 0.7, True),  # exactly +0.3 % is not "above": FLAT, 1 - 0.3
         (100.1, KronosSignal.FLAT, 0.9, True),
         (100.0, KronosSignal.FLAT, 1.0, True),
         (99.75, KronosSignal.FLAT, 0.75, True),
@@ -187,8 +191,9 @@ class FakeForecaster:
 def bars(end: datetime, count: int = 60, price: float = 100.0) -> pd.DataFrame:
     idx = pd.date_range(end=end, periods=count, freq="1h", tz="UTC", name="timestamp")
     close = price + np.arange(count) * 0.1
-    return pd.DataFrame({"open": close, "high": close + 1, "low": close - 1, "close": close,
-                         "volume": np.ones(count)}, index=idx)
+    return pd.DataFrame(
+        {"open": close, "high": close + 1, "low": close - 1, "close": close, "volume": np.ones(count)}, index=idx
+    )
 
 
 def cycle_bars(end: datetime) -> dict[str, pd.DataFrame]:
@@ -205,8 +210,9 @@ def test_series_input_from_bars() -> None:
 
 def test_sampling_params_from_settings() -> None:
     params = sampling_params(KronosGateSettings(samples=16, temperature=0.8, top_p=0.95, seed=7), max_context=256)
-    assert params == SamplingParams(pred_len=4, samples=16, temperature=0.8, top_p=0.95, top_k=0,
-                                    max_context=256, seed=7)
+    assert params == SamplingParams(
+        pred_len=4, samples=16, temperature=0.8, top_p=0.95, top_k=0, max_context=256, seed=7
+    )
 
 
 def test_one_batch_then_cache_hits_for_the_same_closed_bars() -> None:

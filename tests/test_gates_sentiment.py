@@ -26,9 +26,16 @@ SETTINGS = SentimentSettings()
 _ids = iter(range(1, 10_000))
 
 
-def article(headline: str, hours_ago: float = 1.0, summary: str = "", symbols: Sequence[str] = ("BTC/USD",)) -> NewsArticle:
-    return NewsArticle(id=str(next(_ids)), headline=headline, summary=summary,
-                       created_at=NOW - timedelta(hours=hours_ago), symbols=tuple(symbols))
+def article(
+    headline: str, hours_ago: float = 1.0, summary: str = "", symbols: Sequence[str] = ("BTC/USD",)
+) -> NewsArticle:
+    return NewsArticle(
+        id=str(next(_ids)),
+        headline=headline,
+        summary=summary,
+        created_at=NOW - timedelta(hours=hours_ago),
+        symbols=tuple(symbols),
+    )
 
 
 BULLISH = "Bitcoin ETF approval sends BTC to a record high"
@@ -42,10 +49,19 @@ DULL = "Bitcoin trading volume report for the week"
 
 @pytest.mark.parametrize(
     "text",
-    ["Exchange hacked overnight", "Protocol exploit drains liquidity pool", "Coinbase delists the token",
-     "SEC charges crypto lender executives", "Developers accused of rug pull", "Exchange files for bankruptcy",
-     "Solana network outage lasts five hours", "Lender halts withdrawals", "Binance pays $4.3B fine",
-     "Founder sued by investors", "Token delisted from Binance"],
+    [
+        "Exchange hacked overnight",
+        "Protocol exploit drains liquidity pool",
+        "Coinbase delists the token",
+        "SEC charges crypto lender executives",
+        "Developers accused of rug pull",
+        "Exchange files for bankruptcy",
+        "Solana network outage lasts five hours",
+        "Lender halts withdrawals",
+        "Binance pays $4.3B fine",
+        "Founder sued by investors",
+        "Token delisted from Binance",
+    ],
 )
 def test_crypto_bad_news_is_negative(text: str) -> None:
     assert score_text(text) < -0.2
@@ -53,9 +69,16 @@ def test_crypto_bad_news_is_negative(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["SEC approves spot ETF", "Bitcoin hits all-time high", "Bitcoin hits all time high",
-     "Visa announces partnership with Solana", "Institutional adoption accelerates", "ETH rallies after upgrade",
-     "Bitcoin ETF approval expected this week", "DOGE surges 20%"],
+    [
+        "SEC approves spot ETF",
+        "Bitcoin hits all-time high",
+        "Bitcoin hits all time high",
+        "Visa announces partnership with Solana",
+        "Institutional adoption accelerates",
+        "ETH rallies after upgrade",
+        "Bitcoin ETF approval expected this week",
+        "DOGE surges 20%",
+    ],
 )
 def test_crypto_good_news_is_positive(text: str) -> None:
     assert score_text(text) > 0.2
@@ -122,7 +145,9 @@ def test_thresholds() -> None:
     assert sentiment_gate([article(BULLISH)], NOW, SETTINGS).verdict == SentimentVerdict.BULLISH
     assert sentiment_gate([article(DULL)], NOW, SETTINGS).verdict == SentimentVerdict.NEUTRAL
     assert sentiment_gate([article(MILD_BEARISH)], NOW, SETTINGS).verdict in (
-        SentimentVerdict.NEUTRAL, SentimentVerdict.BEARISH)
+        SentimentVerdict.NEUTRAL,
+        SentimentVerdict.BEARISH,
+    )
     strict = SentimentSettings(bullish_threshold=0.95, bearish_threshold=-0.95)
     assert sentiment_gate([article(BULLISH)], NOW, strict).verdict == SentimentVerdict.NEUTRAL
 
@@ -141,7 +166,7 @@ def test_veto_window_and_threshold() -> None:
     assert outside.veto is False and outside.verdict == SentimentVerdict.BULLISH
     assert sentiment_gate(arts, NOW, SentimentSettings(veto_window_hours=8)).veto is True
     lenient = SentimentSettings(veto_threshold=-0.95)
-    assert sentiment_gate(arts[:3] + [article(BEARISH, 1)], NOW, lenient).veto is False
+    assert sentiment_gate([*arts[:3], article(BEARISH, 1)], NOW, lenient).veto is False
 
 
 def test_no_data_cases() -> None:

@@ -74,7 +74,7 @@ def loop_macd(xs: list[float], fast: int, slow: int, signal: int) -> tuple[list,
     f, s = loop_ema(xs, fast), loop_ema(xs, slow)
     line = [a - b if a is not None and b is not None else None for a, b in zip(f, s, strict=True)]
     start = next(i for i, v in enumerate(line) if v is not None)
-    sig_tail = loop_ema([v for v in line[start:]], signal)  # type: ignore[misc]
+    sig_tail = loop_ema(list(line[start:]), signal)  # type: ignore[misc]
     sig = [None] * start + sig_tail
     hist = [a - b if a is not None and b is not None else None for a, b in zip(line, sig, strict=True)]
     return line, sig, hist
@@ -127,7 +127,7 @@ def test_rsi_extremes() -> None:
 
 
 def window(coin: str, end: int, count: int = 60) -> pd.DataFrame:
-    return _bars(coin).iloc[end - count: end].copy()
+    return _bars(coin).iloc[end - count : end].copy()
 
 
 @pytest.mark.parametrize("coin", COINS)
@@ -204,8 +204,9 @@ def test_synthetic_uptrend_passes() -> None:
     i = np.arange(80)
     close = 100 * (1 + 0.002 * i) + 1.2 * np.sin(i / 1.3)
     close[-1] = close[-2] + 1.0  # end on an up-tick so the histogram rises
-    bars = pd.DataFrame({"open": close, "high": close + 0.5, "low": close - 0.5, "close": close,
-                         "volume": np.ones(80)},
-                        index=pd.date_range("2024-01-01", periods=80, freq="1h", tz="UTC"))
+    bars = pd.DataFrame(
+        {"open": close, "high": close + 0.5, "low": close - 0.5, "close": close, "volume": np.ones(80)},
+        index=pd.date_range("2024-01-01", periods=80, freq="1h", tz="UTC"),
+    )
     result = technical_gate(bars, TechnicalSettings())
     assert result.verdict == TechnicalVerdict.PASS, result.reason

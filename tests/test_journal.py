@@ -24,8 +24,8 @@ from kronos_bot.domain import (
     TechnicalVerdict,
     Tier,
 )
-from kronos_bot.trader.stops import initial_state
 from kronos_bot.trader.journal import SCHEMA_VERSION, Journal, JournalError
+from kronos_bot.trader.stops import initial_state
 
 T0 = datetime(2025, 3, 1, 12, tzinfo=UTC)
 D = Decimal
@@ -252,12 +252,9 @@ def test_threads_share_one_journal(journal: Journal) -> None:
 
 
 def test_transaction_rolls_back(journal: Journal) -> None:
-    with pytest.raises(RuntimeError):
-        with journal.transaction():
-            journal.record_order_intent(
-                client_order_id="x", symbol="BTC/USD", side="buy", type="market", purpose="entry"
-            )
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), journal.transaction():
+        journal.record_order_intent(client_order_id="x", symbol="BTC/USD", side="buy", type="market", purpose="entry")
+        raise RuntimeError("boom")
     assert journal.get_order("x") is None
 
 
@@ -270,8 +267,15 @@ def test_last_exit_times_per_symbol_over_many_positions() -> None:
         pos = _open(j, symbol, when=T0 + timedelta(hours=i))
         # Exit times not in insertion order: the latest exit is not the last position closed.
         exit_time = T0 + timedelta(hours=i + (50 if i == 4 else 1))
-        j.close_position(pos.id, exit_time=exit_time, exit_price=D("101"), exit_qty=D("0.9975"),
-                         reason="trailing_stop", exit_fee=D("0.25"), proceeds=D("100.5"))
+        j.close_position(
+            pos.id,
+            exit_time=exit_time,
+            exit_price=D("101"),
+            exit_qty=D("0.9975"),
+            reason="trailing_stop",
+            exit_fee=D("0.25"),
+            proceeds=D("100.5"),
+        )
         expected[symbol] = max(expected.get(symbol, exit_time), exit_time)
     _open(j, "DOGE/USD", when=T0 + timedelta(hours=99))  # open: no exit yet
     assert j.last_exit_times() == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -37,8 +38,20 @@ def run(config: Path, *args: str) -> int:
 
 
 def test_forecast_json(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = run(config, "forecast", "--csv", str(TINY / "bars.csv"), "--context", "60", "--pred-len", "4",
-               "--top-k", "1", "--json", *MODEL_ARGS)
+    code = run(
+        config,
+        "forecast",
+        "--csv",
+        str(TINY / "bars.csv"),
+        "--context",
+        "60",
+        "--pred-len",
+        "4",
+        "--top-k",
+        "1",
+        "--json",
+        *MODEL_ARGS,
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     result = json.loads(out)
@@ -48,7 +61,7 @@ def test_forecast_json(config: Path, capsys: pytest.CaptureFixture[str]) -> None
     # bars.csv ends at 2024-07-03 14:00 (row 70); with --context 60 the context is its last 60 rows.
     times = [datetime.fromisoformat(c["timestamp"]) for c in result["candles"]]
     assert times[0] == datetime.fromisoformat("2024-07-03T15:00:00+00:00")
-    assert all(b - a == timedelta(hours=1) for a, b in zip(times, times[1:]))
+    assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(times))
     assert result["p_up"] in (0.0, 1.0)  # one greedy path
     assert set(result["close_quantiles"]) == {"p10", "p50", "p90"}
     assert result["settings"]["context"] == 60 and result["settings"]["top_k"] == 1
@@ -63,6 +76,7 @@ def test_forecast_table_is_reproducible_with_a_seed(config: Path, capsys: pytest
     assert run(config, *args) == 0
     second = capsys.readouterr().out
     assert "close p10" in first and "P(up) =" in first and "seed=5" in first
+
     def without_timing(text: str) -> list[str]:
         return [line for line in text.splitlines() if not line.startswith("model ")]  # compute time differs
 
@@ -77,13 +91,22 @@ def write_csv(path: Path, rows: list[dict[str, Any]], header: str = "timestamp,o
 
 def bar_rows(n: int = 30) -> list[dict[str, Any]]:
     start = datetime(2024, 1, 1)
-    return [{"timestamp": (start + timedelta(minutes=5 * i)).isoformat(), "open": 10 + i * 0.01,
-             "high": 10.2 + i * 0.01, "low": 9.9 + i * 0.01, "close": 10.1 + i * 0.01, "volume": 100 + i}
-            for i in range(n)]
+    return [
+        {
+            "timestamp": (start + timedelta(minutes=5 * i)).isoformat(),
+            "open": 10 + i * 0.01,
+            "high": 10.2 + i * 0.01,
+            "low": 9.9 + i * 0.01,
+            "close": 10.1 + i * 0.01,
+            "volume": 100 + i,
+        }
+        for i in range(n)
+    ]
 
 
-def test_forecast_csv_without_amount_and_naive_times(config: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_forecast_csv_without_amount_and_naive_times(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     csv_path = write_csv(tmp_path / "x.csv", bar_rows())
     assert run(config, "forecast", "--csv", str(csv_path), "--pred-len", "2", "--json", *MODEL_ARGS) == 0
     candles = json.loads(capsys.readouterr().out)["candles"]
@@ -117,13 +140,26 @@ def hub_cache(cache: Path, repo_id: str, source: Path, revision: str) -> None:
         shutil.copyfile(source / name, snapshot / name)
 
 
-def test_download_model_reports_paths_and_hashes(config: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_download_model_reports_paths_and_hashes(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     hub_cache(tmp_path / "hub", "test-org/tiny", TINY / "model", REV)
     hub_cache(tmp_path / "hub", "test-org/tiny-tok", TINY / "tokenizer", REV)
     assert os.environ["HF_HUB_OFFLINE"] == "1"
-    code = run(config, "download-model", "--model", "test-org/tiny", "--model-revision", REV,
-               "--tokenizer", "test-org/tiny-tok", "--tokenizer-revision", REV, "--no-verify", "--json")
+    code = run(
+        config,
+        "download-model",
+        "--model",
+        "test-org/tiny",
+        "--model-revision",
+        REV,
+        "--tokenizer",
+        "test-org/tiny-tok",
+        "--tokenizer-revision",
+        REV,
+        "--no-verify",
+        "--json",
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     info = json.loads(out)
@@ -133,8 +169,9 @@ def test_download_model_reports_paths_and_hashes(config: Path, tmp_path: Path,
     assert info["tokenizer"]["config_path"].endswith(f"snapshots/{REV}/config.json")
 
 
-def test_download_model_refuses_wrong_bytes_for_the_pinned_model(config: Path, tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_download_model_refuses_wrong_bytes_for_the_pinned_model(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     small = KNOWN_CHECKPOINTS["NeoQuasar/Kronos-small"]
     hub_cache(tmp_path / "hub", small.repo_id, TINY / "model", small.revision or "")
     assert run(config, "download-model") == 3

@@ -49,9 +49,10 @@ def test_official_regression(context: int, monkeypatch: pytest.MonkeyPatch) -> N
     times, values = read("regression_input.csv")
     _, expected = read(f"regression_output_{context}.csv")
     series = SeriesInput("regression", times[:context], *(values[:context, i].tolist() for i in range(6)))
-    future = times[context:context + PRED_LEN]
-    params = SamplingParams(pred_len=PRED_LEN, samples=1, temperature=1.0, top_k=1, top_p=1.0, max_context=512,
-                            seed=123)
+    future = times[context : context + PRED_LEN]
+    params = SamplingParams(
+        pred_len=PRED_LEN, samples=1, temperature=1.0, top_k=1, top_p=1.0, max_context=512, seed=123
+    )
     (forecast,) = real_predictor().forecast([series], params, future_timestamps=[future])
     got = np.array([[getattr(c, k) for k in COLUMNS] for c in forecast.candles], dtype=np.float32)
     np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-5)

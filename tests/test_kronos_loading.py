@@ -102,10 +102,14 @@ def test_fixture_weights_load_and_training_only_tokenizer_tensors_are_ignored() 
     ("edit", "message"),
     [
         (lambda sd: sd.pop("transformer.1.ffn.w2.weight"), r"missing tensors: transformer\.1\.ffn\.w2\.weight"),
-        (lambda sd: sd.__setitem__("transformer.2.norm1.weight", torch.ones(32)),
-         r"unexpected tensors: transformer\.2"),
-        (lambda sd: sd.__setitem__("head.proj_s1.weight", torch.zeros(17, 32)),
-         r"tensor head\.proj_s1\.weight has shape \[17, 32\], expected \[16, 32\]"),
+        (
+            lambda sd: sd.__setitem__("transformer.2.norm1.weight", torch.ones(32)),
+            r"unexpected tensors: transformer\.2",
+        ),
+        (
+            lambda sd: sd.__setitem__("head.proj_s1.weight", torch.zeros(17, 32)),
+            r"tensor head\.proj_s1\.weight has shape \[17, 32\], expected \[16, 32\]",
+        ),
         (lambda sd: sd.__setitem__("norm.weight", torch.ones(32, dtype=torch.int64)), r"norm\.weight has dtype"),
     ],
     ids=["missing", "unexpected", "mis-shaped", "integer"],
@@ -136,8 +140,14 @@ def test_loading_through_the_hub_cache_offline(tmp_path: Path) -> None:
     hub_cache(tmp_path, "test-org/kronos-tiny", TINY / "model")
     hub_cache(tmp_path, "test-org/kronos-tiny-tokenizer", TINY / "tokenizer")
     predictor = load_forecaster(
-        "test-org/kronos-tiny", "test-org/kronos-tiny-tokenizer", model_revision=REV, tokenizer_revision=REV,
-        cache_dir=tmp_path, model_sha256=tiny_hashes("model"), tokenizer_sha256=tiny_hashes("tokenizer"), threads=1,
+        "test-org/kronos-tiny",
+        "test-org/kronos-tiny-tokenizer",
+        model_revision=REV,
+        tokenizer_revision=REV,
+        cache_dir=tmp_path,
+        model_sha256=tiny_hashes("model"),
+        tokenizer_sha256=tiny_hashes("tokenizer"),
+        threads=1,
     )
     info = predictor.model_info()
     assert info["model"]["source"] == "test-org/kronos-tiny" and info["model"]["revision"] == REV  # type: ignore[index]
@@ -152,7 +162,7 @@ def test_pinned_checkpoint_with_other_bytes_is_refused_with_both_hashes(tmp_path
     with pytest.raises(ChecksumMismatchError) as info:
         resolve_checkpoint("NeoQuasar/Kronos-small", cache_dir=tmp_path)
     message = str(info.value)
-    for expected, actual in zip((SMALL.config_sha256, SMALL.weights_sha256), tiny_hashes("model")):
+    for expected, actual in zip((SMALL.config_sha256, SMALL.weights_sha256), tiny_hashes("model"), strict=True):
         assert f"expected sha256 {expected}, actual {actual}" in message
     assert isinstance(info.value, ForecasterUnavailable)
 
@@ -166,8 +176,13 @@ def test_corrupted_cached_file_is_refused(tmp_path: Path, corrupt: str) -> None:
     blob.write_bytes(bytes(data))
     config_sha, weights_sha = tiny_hashes("model")
     with pytest.raises(ChecksumMismatchError) as info:
-        load_forecaster("test-org/kronos-tiny", str(TINY / "tokenizer"), model_revision=REV, cache_dir=tmp_path,
-                        model_sha256=(config_sha, weights_sha))
+        load_forecaster(
+            "test-org/kronos-tiny",
+            str(TINY / "tokenizer"),
+            model_revision=REV,
+            cache_dir=tmp_path,
+            model_sha256=(config_sha, weights_sha),
+        )
     expected = config_sha if corrupt == "config.json" else weights_sha
     assert f"{corrupt} ({snapshot / corrupt}): expected sha256 {expected}, actual {sha256(blob)}" in str(info.value)
 
@@ -195,12 +210,13 @@ def test_unpinned_or_unhashed_hub_sources_need_an_explicit_choice(tmp_path: Path
 def test_local_directories_are_hashed_and_checked_when_hashes_are_given(tmp_path: Path) -> None:
     files = resolve_checkpoint(str(TINY / "model"))
     assert (files.config_sha256, files.weights_sha256) == tiny_hashes("model") and not files.verified
-    assert resolve_checkpoint(str(TINY / "model"), config_sha256=files.config_sha256,
-                              weights_sha256=files.weights_sha256).verified
-    with pytest.raises(ChecksumMismatchError, match="expected sha256 0{64}"):
+    assert resolve_checkpoint(
+        str(TINY / "model"), config_sha256=files.config_sha256, weights_sha256=files.weights_sha256
+    ).verified
+    with pytest.raises(ChecksumMismatchError, match=r"expected sha256 0{64}"):
         resolve_checkpoint(str(TINY / "model"), weights_sha256="0" * 64)
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(ModelLoadError, match="missing model.safetensors"):
+    with pytest.raises(ModelLoadError, match=r"missing model\.safetensors"):
         resolve_checkpoint(str(tmp_path))
     with pytest.raises(ModelLoadError, match="neither an existing directory nor a Hub repo id"):
         resolve_checkpoint(str(tmp_path / "nope"))

@@ -38,9 +38,10 @@ def bars() -> list[dict]:
 
 
 def series(start: int, length: int, sid: str = "BTC/USD") -> SeriesInput:
-    rows = bars()[start:start + length]
+    rows = bars()[start : start + length]
     return SeriesInput(
-        id=sid, timestamps=[r["timestamp"] for r in rows],
+        id=sid,
+        timestamps=[r["timestamp"] for r in rows],
         **{c: [r[c] for r in rows] for c in COLUMNS},  # type: ignore[arg-type]
     )
 
@@ -103,16 +104,17 @@ def candles_array(forecast: object) -> np.ndarray:
 def test_greedy_predict_cases(predictor: KronosPredictor, case: str, use_cache: bool) -> None:
     spec = next(c for c in expected()["predict_cases"] if c["name"] == case)
     starts = spec.get("starts", [0])
-    params = SamplingParams(pred_len=spec["pred_len"], samples=1, top_k=spec["top_k"], top_p=1.0,
-                            max_context=spec["max_context"], seed=0)
+    params = SamplingParams(
+        pred_len=spec["pred_len"], samples=1, top_k=spec["top_k"], top_p=1.0, max_context=spec["max_context"], seed=0
+    )
     inputs = [series(s, spec["context_len"], f"s{s}") for s in starts]
     results = predictor.forecast(inputs, params, use_cache=use_cache)
     want = np.array(spec["predicted"]).reshape(len(starts), spec["pred_len"], len(COLUMNS))
-    for result, start, expected_candles in zip(results, starts, want):
+    for result, start, expected_candles in zip(results, starts, want, strict=True):
         np.testing.assert_allclose(candles_array(result), expected_candles, rtol=RTOL)
         # The future timestamps continue the hourly bars.
         first = start + spec["context_len"]
-        future = [r["timestamp"] for r in bars()[first:first + spec["pred_len"]]]
+        future = [r["timestamp"] for r in bars()[first : first + spec["pred_len"]]]
         assert [c.timestamp for c in result.candles] == future
 
 
@@ -129,11 +131,12 @@ def test_cached_generation_equals_recomputed(
     predictor: KronosPredictor, lengths: tuple[int, ...], pred_len: int, max_context: int, samples: int
 ) -> None:
     inputs = [series(i * 3, n, f"s{i}") for i, n in enumerate(lengths)]
-    params = SamplingParams(pred_len=pred_len, samples=samples, temperature=1.0, top_p=0.9,
-                            max_context=max_context, seed=11)
+    params = SamplingParams(
+        pred_len=pred_len, samples=samples, temperature=1.0, top_p=0.9, max_context=max_context, seed=11
+    )
     fast = predictor.forecast(inputs, params, use_cache=True)
     slow = predictor.forecast(inputs, params, use_cache=False)
-    for a, b in zip(fast, slow):
+    for a, b in zip(fast, slow, strict=True):
         np.testing.assert_allclose(np.array(a.path_closes), np.array(b.path_closes), rtol=1e-5)
         np.testing.assert_allclose(candles_array(a), candles_array(b), rtol=1e-5)
 
@@ -143,7 +146,7 @@ def test_batched_series_equal_their_single_forecasts(predictor: KronosPredictor)
     params = SamplingParams(pred_len=4, samples=1, top_k=1, top_p=1.0, seed=0)
     inputs = [series(0, 25, "short"), series(5, 60, "long"), series(20, 41, "mid")]
     together = predictor.forecast(inputs, params)
-    for item, result in zip(inputs, together):
+    for item, result in zip(inputs, together, strict=True):
         (alone,) = predictor.forecast([item], params)
         np.testing.assert_allclose(candles_array(result), candles_array(alone), rtol=1e-5)
 
@@ -153,7 +156,7 @@ def test_samples_share_the_series_context(predictor: KronosPredictor) -> None:
     inputs = [series(0, 50, "a"), series(10, 50, "b")]
     one = predictor.forecast(inputs, SamplingParams(pred_len=4, samples=1, top_k=1, seed=0))
     many = predictor.forecast(inputs, SamplingParams(pred_len=4, samples=5, top_k=1, seed=0))
-    for a, b in zip(one, many):
+    for a, b in zip(one, many, strict=True):
         assert len(b.path_closes) == 5
         np.testing.assert_allclose(np.array(b.path_closes), np.array(a.path_closes * 5), rtol=1e-5)
         np.testing.assert_allclose(candles_array(a), candles_array(b), rtol=1e-5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from kronos_bot.kronos.weights import build_empty, random_init
 
 TINY = Path(__file__).resolve().parent / "fixtures" / "kronos_tiny"
 COLUMNS = ("open", "high", "low", "close", "volume", "amount")
-T0 = datetime(2024, 6, 30, 17, tzinfo=timezone.utc)
+T0 = datetime(2024, 6, 30, 17, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +74,26 @@ def with_value(column: str, index: int, value: float) -> list[float]:
         ({"high": with_value("high", 9, 1.0)}, r"high 1.0 < low .* at bar 9"),
         ({"amount": with_value("amount", 2, -5.0)}, r"negative amount at bar 2"),
         ({"close": [1.0] * 47}, r"mismatched lengths: timestamps=48, .*close=47"),
-        ({"timestamps": [T0.replace(tzinfo=None) + timedelta(hours=i) for i in range(48)]},
-         r"timestamps\[0\] = .* is not a timezone-aware datetime"),
-        ({"timestamps": [T0 + timedelta(hours=i % 40) for i in range(48)]},
-         r"timestamps are not strictly increasing at bar 40"),
+        (
+            {"timestamps": [T0.replace(tzinfo=None) + timedelta(hours=i) for i in range(48)]},
+            r"timestamps\[0\] = .* is not a timezone-aware datetime",
+        ),
+        (
+            {"timestamps": [T0 + timedelta(hours=i % 40) for i in range(48)]},
+            r"timestamps are not strictly increasing at bar 40",
+        ),
     ],
-    ids=["nan", "inf", "zero-price", "negative-price", "high<low", "negative-amount", "lengths", "naive-time",
-         "time-order"],
+    ids=[
+        "nan",
+        "inf",
+        "zero-price",
+        "negative-price",
+        "high<low",
+        "negative-amount",
+        "lengths",
+        "naive-time",
+        "time-order",
+    ],
 )
 def test_bad_series_are_rejected_naming_the_series(
     predictor: KronosPredictor, overrides: dict[str, object], problem: str
@@ -109,9 +122,15 @@ def test_validation_happens_before_any_compute(predictor: KronosPredictor, monke
 
 @pytest.mark.parametrize(
     "params",
-    [SamplingParams(pred_len=0), SamplingParams(samples=0), SamplingParams(temperature=0.0),
-     SamplingParams(top_p=0.0), SamplingParams(top_p=1.5), SamplingParams(top_k=-1),
-     SamplingParams(pred_len=50, max_context=40)],
+    [
+        SamplingParams(pred_len=0),
+        SamplingParams(samples=0),
+        SamplingParams(temperature=0.0),
+        SamplingParams(top_p=0.0),
+        SamplingParams(top_p=1.5),
+        SamplingParams(top_k=-1),
+        SamplingParams(pred_len=50, max_context=40),
+    ],
 )
 def test_bad_parameters_are_rejected(predictor: KronosPredictor, params: SamplingParams) -> None:
     with pytest.raises(ValueError):
@@ -135,9 +154,9 @@ def test_same_seed_same_paths_different_seed_different_paths(predictor: KronosPr
     first = predictor.forecast(series, params)
     again = predictor.forecast(series, params)
     other = predictor.forecast(series, replace(params, seed=124))
-    for a, b in zip(first, again):
+    for a, b in zip(first, again, strict=True):
         assert a.path_closes == b.path_closes and a.candles == b.candles and a.extra["seed"] == 123
-    assert any(a.path_closes != c.path_closes for a, c in zip(first, other))
+    assert any(a.path_closes != c.path_closes for a, c in zip(first, other, strict=True))
     unseeded = predictor.forecast(series, replace(params, seed=None))[0]
     assert isinstance(unseeded.extra["seed"], int)
     reproduced = predictor.forecast(series, replace(params, seed=unseeded.extra["seed"]))[0]
@@ -158,7 +177,7 @@ def reference_filter(logits: torch.Tensor, temperature: float, top_k: int, top_p
     logits = logits / temperature
     keep = torch.ones_like(logits, dtype=torch.bool)
     if top_k > 0:
-        kth = torch.sort(logits, descending=True).values[:, min(top_k, logits.shape[1]) - 1:][:, :1]
+        kth = torch.sort(logits, descending=True).values[:, min(top_k, logits.shape[1]) - 1 :][:, :1]
         return logits >= kth
     if top_p < 1.0:
         for row in range(logits.shape[0]):
@@ -169,8 +188,10 @@ def reference_filter(logits: torch.Tensor, temperature: float, top_k: int, top_p
     return keep
 
 
-@pytest.mark.parametrize(("temperature", "top_k", "top_p"), [(1.0, 0, 0.9), (0.7, 0, 0.5), (1.3, 5, 0.9),
-                                                               (1.0, 1, 1.0), (1.0, 0, 1.0), (2.0, 0, 0.99)])
+@pytest.mark.parametrize(
+    ("temperature", "top_k", "top_p"),
+    [(1.0, 0, 0.9), (0.7, 0, 0.5), (1.3, 5, 0.9), (1.0, 1, 1.0), (1.0, 0, 1.0), (2.0, 0, 0.99)],
+)
 def test_filters_keep_exactly_the_reference_tokens(temperature: float, top_k: int, top_p: float) -> None:
     logits = torch.randn(64, 50, generator=torch.Generator().manual_seed(3)) * 2
     spec = SamplingSpec(temperature=temperature, top_k=top_k, top_p=top_p)
@@ -233,9 +254,13 @@ def test_time_features_are_taken_in_utc() -> None:
 
 def test_amount_rule() -> None:
     n = 10
-    base = {"timestamps": [T0 + timedelta(hours=i) for i in range(n)], "open": [10.0 + i for i in range(n)],
-            "high": [12.0 + i for i in range(n)], "low": [9.0 + i for i in range(n)],
-            "close": [11.0 + i for i in range(n)]}
+    base = {
+        "timestamps": [T0 + timedelta(hours=i) for i in range(n)],
+        "open": [10.0 + i for i in range(n)],
+        "high": [12.0 + i for i in range(n)],
+        "low": [9.0 + i for i in range(n)],
+        "close": [11.0 + i for i in range(n)],
+    }
     with_volume = prepare_series(SeriesInput("A", volume=[2.0] * n, **base), SamplingParams())  # type: ignore[arg-type]
     mean_price = np.mean([10.5 + i for i in range(n)])
     assert with_volume.mean[5] == pytest.approx(2.0 * mean_price, rel=1e-6)
@@ -246,8 +271,15 @@ def test_amount_rule() -> None:
 def test_normalization_is_clipped_and_matches_the_reference_formula() -> None:
     close = [100.0] * 30 + [1000.0]
     n = len(close)
-    series = SeriesInput("S", [T0 + timedelta(hours=i) for i in range(n)], close, [c * 1.01 for c in close],
-                         [c * 0.99 for c in close], close, [1.0] * n)
+    series = SeriesInput(
+        "S",
+        [T0 + timedelta(hours=i) for i in range(n)],
+        close,
+        [c * 1.01 for c in close],
+        [c * 0.99 for c in close],
+        close,
+        [1.0] * n,
+    )
     prepared = prepare_series(series, SamplingParams())
     values = np.array(close, dtype=np.float32)
     expected = (values - values.mean()) / (values.std() + 1e-5)

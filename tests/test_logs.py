@@ -48,8 +48,14 @@ def test_secrets_are_redacted_by_key_and_by_value() -> None:
 def test_only_whole_sensitive_words_mark_a_key() -> None:
     stream = capture()
     get_logger().info(
-        "forecaster.model_loaded", tokenizer="NeoQuasar/Kronos-Tokenizer-base", token_dropout_p=0.1,
-        tokenizer_sha256="abc", api_token="t0ps3cr3t", secret_key="k", password="p", x_api_key="q",
+        "forecaster.model_loaded",
+        tokenizer="NeoQuasar/Kronos-Tokenizer-base",
+        token_dropout_p=0.1,
+        tokenizer_sha256="abc",
+        api_token="t0ps3cr3t",
+        secret_key="k",
+        password="p",
+        x_api_key="q",
         alpaca_secret_key="z",
     )
     (event,) = lines(stream)

@@ -116,8 +116,15 @@ def test_gaps_forward_filled_or_rejected_per_symbol(market: FakeAlpaca) -> None:
         assert row["volume"] == 0.0
         assert row["open"] == row["high"] == row["low"] == row["close"] == before["close"]
     filled = events(logs, "data.gap_filled")
-    assert filled == [{"event": "data.gap_filled", "log_level": "info", "symbol": "BTC/USD", "hours": 2,
-                       "filled": ["2024-12-31T10:00Z", "2024-12-31T11:00Z"]}]
+    assert filled == [
+        {
+            "event": "data.gap_filled",
+            "log_level": "info",
+            "symbol": "BTC/USD",
+            "hours": 2,
+            "filled": ["2024-12-31T10:00Z", "2024-12-31T11:00Z"],
+        }
+    ]
 
     eth = result["ETH/USD"]
     assert isinstance(eth, BarsProblem) and eth.reason == "too_many_missing"
@@ -262,8 +269,9 @@ def test_dropped_connection_is_retried(market: FakeAlpaca) -> None:
 def test_keys_are_sent_only_when_configured(market: FakeAlpaca) -> None:
     fetch_closed_bars(["BTC/USD"], settings_for(market), now=NOW)
     assert "apca-api-key-id" not in market.requests[-1].headers
-    keyed = Settings(ALPACA_API_KEY="key-id-1234", ALPACA_SECRET_KEY="secret-5678",
-                     bars={"data_url_override": market.base_url})
+    keyed = Settings(
+        ALPACA_API_KEY="key-id-1234", ALPACA_SECRET_KEY="secret-5678", bars={"data_url_override": market.base_url}
+    )
     fetch_closed_bars(["BTC/USD"], keyed, now=NOW)
     assert market.requests[-1].headers["apca-api-key-id"] == "key-id-1234"
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.fakealpaca import FakeAlpaca, Fault, FakeServer, Request, Response
+from tests.fakealpaca import FakeAlpaca, FakeServer, Fault, Request, Response
 
 
 @pytest.fixture
@@ -21,9 +21,16 @@ def server() -> FakeServer:
 def test_routes_path_params_query_json_and_log(server: FakeServer) -> None:
     @server.route("POST", r"/v2/orders/(?P<order_id>[^/]+)")
     def echo(request: Request) -> Response:
-        return Response(status=201, json={"id": request.path_params["order_id"], "body": request.json,
-                                          "qty": request.arg("qty"), "missing": request.arg("nope", "d")},
-                        headers={"X-Test": "1"})
+        return Response(
+            status=201,
+            json={
+                "id": request.path_params["order_id"],
+                "body": request.json,
+                "qty": request.arg("qty"),
+                "missing": request.arg("nope", "d"),
+            },
+            headers={"X-Test": "1"},
+        )
 
     r = httpx.post(f"{server.base_url}/v2/orders/abc?qty=2", json={"side": "buy"}, headers={"APCA-API-KEY-ID": "k"})
     assert r.status_code == 201 and r.headers["x-test"] == "1"
@@ -111,6 +118,5 @@ def test_fake_alpaca_serves_market_routes(fake_alpaca: FakeAlpaca) -> None:
 
 
 def test_trader_side_imports_stay_torch_free() -> None:
-    code = ("import sys, kronos_bot.market, kronos_bot.gates; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = "import sys, kronos_bot.market, kronos_bot.gates; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT, timeout=60)

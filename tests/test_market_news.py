@@ -29,13 +29,11 @@ NEWS_PATH = r"/v1beta1/news"
 
 
 def provider(fake: FakeAlpaca, **kw: object) -> AlpacaNewsProvider:
-    return AlpacaNewsProvider("key-id-1234", "secret-5678", url_override=fake.base_url,
-                              sleep=lambda s: None, **kw)  # type: ignore[arg-type]
+    return AlpacaNewsProvider("key-id-1234", "secret-5678", url_override=fake.base_url, sleep=lambda s: None, **kw)  # type: ignore[arg-type]
 
 
 def add(fake: FakeAlpaca, headline: str, hours_ago: float, symbols: list[str], **kw: object) -> dict:
-    return fake.market.add_news(headline=headline, symbols=symbols, created_at=NOW - timedelta(hours=hours_ago),
-                                **kw)  # type: ignore[arg-type]
+    return fake.market.add_news(headline=headline, symbols=symbols, created_at=NOW - timedelta(hours=hours_ago), **kw)  # type: ignore[arg-type]
 
 
 def test_alpaca_news_provider_parses_articles_and_maps_symbols(fake_alpaca: FakeAlpaca) -> None:
@@ -119,8 +117,13 @@ def test_build_news_feed_reasons(fake_alpaca: FakeAlpaca) -> None:
     assert none.provider is None and none.unavailable_reason == "sentiment provider is 'none'"
     no_keys = build_news_feed(Settings())
     assert no_keys.provider is None and "no Alpaca API keys" in (no_keys.unavailable_reason or "")
-    keyed = build_news_feed(Settings(ALPACA_API_KEY="key-id-1234", ALPACA_SECRET_KEY="secret-5678",
-                                     bars={"data_url_override": fake_alpaca.base_url}))
+    keyed = build_news_feed(
+        Settings(
+            ALPACA_API_KEY="key-id-1234",
+            ALPACA_SECRET_KEY="secret-5678",
+            bars={"data_url_override": fake_alpaca.base_url},
+        )
+    )
     assert keyed.provider is not None and keyed.unavailable_reason is None
     add(fake_alpaca, "Bitcoin hits all-time high", 1, ["BTCUSD"])
     assert len(keyed.recent(["BTC/USD"], NOW)["BTC/USD"]) == 1
@@ -128,10 +131,11 @@ def test_build_news_feed_reasons(fake_alpaca: FakeAlpaca) -> None:
 
 # ----- Fear & Greed -----
 
-FNG = {"name": "Fear and Greed Index",
-       "data": [{"value": "72", "value_classification": "Greed", "timestamp": "1735689600",
-                 "time_until_update": "3600"}],
-       "metadata": {"error": None}}
+FNG = {
+    "name": "Fear and Greed Index",
+    "data": [{"value": "72", "value_classification": "Greed", "timestamp": "1735689600", "time_until_update": "3600"}],
+    "metadata": {"error": None},
+}
 
 
 def test_fear_greed_parse_and_cache() -> None:
@@ -153,8 +157,12 @@ def test_fear_greed_parse_and_cache() -> None:
 
 @pytest.mark.parametrize(
     "response",
-    [httpx.Response(500), httpx.Response(200, content=b"{not json"), httpx.Response(200, json={"data": []}),
-     httpx.Response(200, json={"data": [{"value": "140", "timestamp": "1"}]})],
+    [
+        httpx.Response(500),
+        httpx.Response(200, content=b"{not json"),
+        httpx.Response(200, json={"data": []}),
+        httpx.Response(200, json={"data": [{"value": "140", "timestamp": "1"}]}),
+    ],
 )
 def test_fear_greed_failures_are_none(response: httpx.Response) -> None:
     fg = FearGreedProvider(FearGreedSettings(enabled=True), transport=httpx.MockTransport(lambda r: response))
@@ -164,8 +172,9 @@ def test_fear_greed_failures_are_none(response: httpx.Response) -> None:
 
 
 def test_fear_greed_blended_into_the_cycle() -> None:
-    fg = FearGreedProvider(FearGreedSettings(enabled=True),
-                           transport=httpx.MockTransport(lambda r: httpx.Response(200, json=FNG)))
+    fg = FearGreedProvider(
+        FearGreedSettings(enabled=True), transport=httpx.MockTransport(lambda r: httpx.Response(200, json=FNG))
+    )
     settings = SentimentSettings(fear_greed={"enabled": True, "weight": 0.5})
     feed = NewsFeed(None, settings, "no Alpaca API keys")
     results = sentiment_gates(["BTC/USD"], NOW, settings, feed, fg)

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from kronos_bot.config import BarsSettings
-from kronos_bot.trader.exit_monitor import ExitMonitor
 from kronos_bot.market.bars import AlpacaMarketData, BarsProblem, ValidBars, validate_bars
+from kronos_bot.trader.exit_monitor import ExitMonitor
 from kronos_bot.trader.price_guard import GuardState, Outcome, screen
 from kronos_bot.trader.prices import PriceBook
 from tests.broker_support import Rig, captured_logs, enter, standard_rig
@@ -31,8 +31,9 @@ T0 = datetime(2025, 3, 1, 12, tzinfo=UTC)
 @pytest.fixture
 def rig(fake_alpaca: FakeAlpaca, tmp_path: Path) -> Iterator[Rig]:
     r = standard_rig(fake_alpaca, tmp_path / "j.sqlite", bars={"data_url_override": fake_alpaca.base_url})
-    book = PriceBook(AlpacaMarketData(r.settings), clock=r.now,
-                     max_jump_percent=r.settings.exits.max_price_jump_percent)
+    book = PriceBook(
+        AlpacaMarketData(r.settings), clock=r.now, max_jump_percent=r.settings.exits.max_price_jump_percent
+    )
     r.monitor = ExitMonitor(r.broker, r.journal, r.executor, r.settings, book.price, clock=r.now)
     r.book = book  # type: ignore[attr-defined]
     yield r

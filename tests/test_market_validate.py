@@ -58,7 +58,8 @@ def test_closed_bars_only_drops_current_and_future_bars() -> None:
     assert closed_bars_only(df, NOW).index[-1] == pd.Timestamp("2024-12-31T22:00Z")
     assert closed_bars_only(df, datetime(2025, 1, 1, tzinfo=UTC)).index[-1] == pd.Timestamp("2024-12-31T23:00Z")
     assert closed_bars_only(df, datetime(2024, 12, 31, 12, 59, tzinfo=UTC)).index[-1] == pd.Timestamp(
-        "2024-12-31T11:00Z")
+        "2024-12-31T11:00Z"
+    )
 
 
 def test_empty_and_bad_shapes() -> None:
@@ -73,7 +74,7 @@ def test_empty_and_bad_shapes() -> None:
 
 def test_timestamps_must_strictly_increase() -> None:
     df = btc()
-    swapped = df.iloc[list(range(450)) + [451, 450] + list(range(452, 500))]
+    swapped = df.iloc[[*range(450), 451, 450, *range(452, 500)]]
     assert reason(swapped) == "not_increasing"
     duplicated = pd.concat([df.iloc[:460], df.iloc[459:]])
     result = check(duplicated)
@@ -188,8 +189,10 @@ def test_gaps_outside_the_window_do_not_count() -> None:
 
 def test_bars_frame_builder() -> None:
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
-    df = bars_frame([t0, t0 + timedelta(hours=1)], {"open": [1, 2], "high": [2, 3], "low": [1, 2],
-                                                     "close": [2, 3], "volume": [5, 6]})
+    df = bars_frame(
+        [t0, t0 + timedelta(hours=1)],
+        {"open": [1, 2], "high": [2, 3], "low": [1, 2], "close": [2, 3], "volume": [5, 6]},
+    )
     assert str(df.index.tz) == "UTC" and df["close"].dtype == float
 
 
@@ -198,7 +201,9 @@ def test_naive_now_is_refused() -> None:
         validate_bars("BTC/USD", btc(), datetime(2024, 12, 31, 23, 10), SETTINGS)
 
 
-def _reference_window(df: pd.DataFrame, now: datetime, settings: BarsSettings) -> tuple[pd.DataFrame, list[pd.Timestamp]]:
+def _reference_window(
+    df: pd.DataFrame, now: datetime, settings: BarsSettings
+) -> tuple[pd.DataFrame, list[pd.Timestamp]]:
     """The fill rule written the plain pandas way: the window's hours, previous close where a bar is missing."""
     closed = df[df.index + pd.Timedelta(hours=1) <= pd.Timestamp(now)]
     end = pd.Timestamp(now).floor("h") - pd.Timedelta(hours=1)

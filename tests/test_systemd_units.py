@@ -17,8 +17,16 @@ from tests.conftest import REPO_ROOT
 UNITS = REPO_ROOT / "systemd"
 FORECASTER = UNITS / "kronos-forecaster.service"
 TRADER = UNITS / "kronos-trader.service"
-HARDENING = ("NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices",
-             "RestrictAddressFamilies", "ReadWritePaths", "MemoryMax")
+HARDENING = (
+    "NoNewPrivileges",
+    "ProtectSystem",
+    "ProtectHome",
+    "PrivateTmp",
+    "PrivateDevices",
+    "RestrictAddressFamilies",
+    "ReadWritePaths",
+    "MemoryMax",
+)
 # Issue #12: `systemd-analyze security` rated both units 3.2; the target is at most this.
 MAX_EXPOSURE = 2.0
 EXPOSURE_LINE = re.compile(r"Overall exposure level for (?P<unit>\S+): (?P<score>\d+(?:[.,]\d+)?)")
@@ -73,10 +81,15 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         (tmp_path / unit.name).write_text(text)
     result = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", str(tmp_path / FORECASTER.name), str(tmp_path / TRADER.name)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    problems = [line for line in (result.stdout + result.stderr).splitlines()
-                if "kronos" in line and "Failed to" not in line or "Unknown" in line]
+    problems = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if ("kronos" in line and "Failed to" not in line) or "Unknown" in line
+    ]
     assert result.returncode == 0, result.stderr
     assert problems == [], problems
 
@@ -98,8 +111,9 @@ def test_trader_wants_the_forecaster_and_uses_the_service_mode() -> None:
     unit = directives(TRADER)["Unit"]
     assert "kronos-forecaster.service" in " ".join(unit["Wants"]).split()
     for key in STOP_PROPAGATING:
-        assert not any("kronos-forecaster.service" in value.split() for value in unit.get(key, [])), \
+        assert not any("kronos-forecaster.service" in value.split() for value in unit.get(key, [])), (
             f"the trader's {key}= names the forecaster: stopping the forecaster would stop the trader"
+        )
     forecaster_unit = directives(FORECASTER)["Unit"]
     assert not any("kronos-trader.service" in value.split() for value in forecaster_unit.get("PropagatesStopTo", []))
     assert "kronos-forecaster.service" in trader["Unit"]["After"]
@@ -149,7 +163,9 @@ def test_systemd_analyze_security_rates_the_unit_at_most_2(unit: Path, tmp_path:
     shutil.copy(unit, unit_dir / unit.name)
     result = subprocess.run(
         ["systemd-analyze", "--no-pager", "security", "--offline=yes", f"--root={tmp_path}", unit.name],
-        capture_output=True, timeout=120, env={**os.environ, "SYSTEMD_COLORS": "0"},
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "SYSTEMD_COLORS": "0"},
     )
     output = (result.stdout + result.stderr).decode("utf-8", errors="replace")
     if result.returncode != 0 and re.search(r"unrecognized option|unknown option", output):
@@ -157,10 +173,12 @@ def test_systemd_analyze_security_rates_the_unit_at_most_2(unit: Path, tmp_path:
     scores = [float(m["score"].replace(",", ".")) for m in EXPOSURE_LINE.finditer(output) if m["unit"] == unit.name]
     assert result.returncode == 0 and len(scores) == 1, output
     # The checks that still cost exposure: lines ending in a number (the ✓ lines have none).
-    failing = [line for line in output.splitlines()
-               if re.search(r"\s\d+\.\d+\s*$", line) and not EXPOSURE_LINE.search(line)]
-    assert scores[0] <= MAX_EXPOSURE, (f"{unit.name}: overall exposure {scores[0]} > {MAX_EXPOSURE}; "
-                                       "checks still failing:\n" + "\n".join(failing))
+    failing = [
+        line for line in output.splitlines() if re.search(r"\s\d+\.\d+\s*$", line) and not EXPOSURE_LINE.search(line)
+    ]
+    assert scores[0] <= MAX_EXPOSURE, (
+        f"{unit.name}: overall exposure {scores[0]} > {MAX_EXPOSURE}; checks still failing:\n" + "\n".join(failing)
+    )
 
 
 def test_forecaster_socket_directory_matches_the_config_default() -> None:

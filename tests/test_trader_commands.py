@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from kronos_bot.trader.decision_table import parse_log_lines, render_events
 from kronos_bot.trader.daemon import build_trader_parts
+from kronos_bot.trader.decision_table import parse_log_lines, render_events
 from tests.conftest import FIXTURES, REPO_ROOT
 from tests.trader_support import CYCLE_NOW, SYMBOLS, ScriptedForecaster, load_market, write_settings
 
@@ -21,18 +21,20 @@ ENTRY_POINT = str(Path(sys.executable).parent / "kronos-bot")
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("KRONOS_BOT", "ALPACA_"))}
-    return subprocess.run([ENTRY_POINT, *args], capture_output=True, text=True, env={**base, **(env or {})},
-                          timeout=timeout)
+    return subprocess.run(
+        [ENTRY_POINT, *args], capture_output=True, text=True, env={**base, **(env or {})}, timeout=timeout
+    )
 
 
-def populate_journal(tmp_path: Path, fake) -> Path:  # noqa: ANN001
+def populate_journal(tmp_path: Path, fake) -> Path:
     """One traded cycle (BTC enters at the kronos_only tier) written to the journal of a config file."""
     load_market(fake)
     config = write_settings(tmp_path, fake.base_url)
     from kronos_bot.config import load_settings
 
-    parts = build_trader_parts(load_settings(config), clock=lambda: CYCLE_NOW,
-                               forecaster_factory=lambda: ScriptedForecaster({"BTC/USD": 0.02}))
+    parts = build_trader_parts(
+        load_settings(config), clock=lambda: CYCLE_NOW, forecaster_factory=lambda: ScriptedForecaster({"BTC/USD": 0.02})
+    )
     try:
         parts.cycle.run(trade=True)
     finally:
@@ -40,7 +42,7 @@ def populate_journal(tmp_path: Path, fake) -> Path:  # noqa: ANN001
     return config
 
 
-def test_decisions_prints_the_journal_as_a_table(tmp_path: Path, fake_alpaca) -> None:  # noqa: ANN001
+def test_decisions_prints_the_journal_as_a_table(tmp_path: Path, fake_alpaca) -> None:
     config = populate_journal(tmp_path, fake_alpaca)
     result = cli("decisions", "--config", str(config), "--since", "2024-12-01")
     assert result.returncode == 0, result.stderr
@@ -54,7 +56,7 @@ def test_decisions_prints_the_journal_as_a_table(tmp_path: Path, fake_alpaca) ->
     assert [r.split()[2] for r in only_eth.stdout.strip().splitlines()[1:]] == ["ETH/USD"]
 
 
-def test_status_shows_the_open_position_with_hwm_and_stop(tmp_path: Path, fake_alpaca) -> None:  # noqa: ANN001
+def test_status_shows_the_open_position_with_hwm_and_stop(tmp_path: Path, fake_alpaca) -> None:
     config = populate_journal(tmp_path, fake_alpaca)
     result = cli("status", "--config", str(config), "--json")
     assert result.returncode == 0, result.stderr
@@ -71,16 +73,24 @@ def test_status_shows_the_open_position_with_hwm_and_stop(tmp_path: Path, fake_a
     assert "BTC/USD" in readable.stdout and "kronos_only" in readable.stdout
 
 
-def test_once_runs_one_cycle_with_the_tiny_model_and_places_no_order_without_trade(tmp_path: Path, fake_alpaca) -> None:  # noqa: ANN001
+def test_once_runs_one_cycle_with_the_tiny_model_and_places_no_order_without_trade(tmp_path: Path, fake_alpaca) -> None:
     last_open = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     for i, symbol in enumerate(SYMBOLS):
         fake_alpaca.market.add_hourly_bars(symbol, end=last_open, count=90, start_price=50.0 * (i + 1))
         fake_alpaca.market.set_latest_trade(symbol, fake_alpaca.market.bars[symbol][-1].c)
     tiny = FIXTURES / "kronos_tiny"
     config = write_settings(
-        tmp_path, fake_alpaca.base_url,
-        forecaster={"mode": "inprocess", "model": str(tiny / "model"), "tokenizer": str(tiny / "tokenizer"),
-                    "model_revision": None, "tokenizer_revision": None, "verify_sha256": False, "threads": 1},
+        tmp_path,
+        fake_alpaca.base_url,
+        forecaster={
+            "mode": "inprocess",
+            "model": str(tiny / "model"),
+            "tokenizer": str(tiny / "tokenizer"),
+            "model_revision": None,
+            "tokenizer_revision": None,
+            "verify_sha256": False,
+            "threads": 1,
+        },
         **{"gates.kronos": {"threshold_percent": 0.0, "min_confidence": 0.0, "top_k": 1}},
     )
     result = cli("once", "--config", str(config), "--json")
@@ -99,24 +109,39 @@ def test_decision_table_script_reads_journalctl_output(tmp_path: Path) -> None:
     lines = [
         "-- Journal begins at ... --",
         json.dumps({"event": "cycle.start", "ts": "2025-01-01T00:00:30Z", "cycle_id": "c1"}),
-        json.dumps({"event": "decision", "ts": "2025-01-01T00:00:31Z", "symbol": "BTC/USD", "action": "ENTER",
-                    "tier": "kronos_only", "notional": "60.00", "reasons": ["kronos_only"],
-                    "technical": {"verdict": "FAIL", "rsi": 55.2}, "sentiment": {"verdict": "NO_DATA", "veto": False},
-                    "kronos": {"signal": "UP", "actionable": True, "confidence": 0.8, "pct": 0.016, "p_up": 1.0}}),
+        json.dumps(
+            {
+                "event": "decision",
+                "ts": "2025-01-01T00:00:31Z",
+                "symbol": "BTC/USD",
+                "action": "ENTER",
+                "tier": "kronos_only",
+                "notional": "60.00",
+                "reasons": ["kronos_only"],
+                "technical": {"verdict": "FAIL", "rsi": 55.2},
+                "sentiment": {"verdict": "NO_DATA", "veto": False},
+                "kronos": {"signal": "UP", "actionable": True, "confidence": 0.8, "pct": 0.016, "p_up": 1.0},
+            }
+        ),
         "not json at all",
         json.dumps({"event": "position.opened", "ts": "2025-01-01T00:00:32Z", "symbol": "BTC/USD", "qty": "0.0006"}),
     ]
     log = tmp_path / "log.txt"
     log.write_text("\n".join(lines) + "\n")
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "decision_table.py"), str(log)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "decision_table.py"), str(log)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout.splitlines()
     assert out[0].startswith("time")
     decision_row = next(line for line in out if "BTC/USD" in line and "ENTER" in line)
     assert "UP*" in decision_row and "+1.60%" in decision_row and "55.2" in decision_row
     assert any("position.opened" in line for line in out)
-    rendered = list(render_events(parse_log_lines(open(log)), include_notable=False))
+    with open(log) as stream:
+        rendered = list(render_events(parse_log_lines(stream), include_notable=False))
     assert len(rendered) == 2  # header + the one decision
 
 

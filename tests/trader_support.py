@@ -116,14 +116,18 @@ class ScriptedForecaster:
                 jitter = self.spread * (k - (params.samples - 1) / 2)
                 paths.append([last * (1 + (move + jitter) * (i + 1) / params.pred_len) for i in range(params.pred_len)])
             mean = [sum(p[i] for p in paths) / len(paths) for i in range(params.pred_len)]
-            candles = [
-                Candle(s.timestamps[-1] + step * (i + 1), c, c, c, c, 0.0, 0.0) for i, c in enumerate(mean)
-            ]
+            candles = [Candle(s.timestamps[-1] + step * (i + 1), c, c, c, c, 0.0, 0.0) for i, c in enumerate(mean)]
             ups = sum(1 for p in paths if p[-1] > last) / len(paths)
-            out.append(SeriesForecast(
-                id=s.id, last_close=last, candles=candles, path_closes=paths, p_up=ups,
-                close_quantiles={"p10": mean, "p50": mean, "p90": mean},
-            ))
+            out.append(
+                SeriesForecast(
+                    id=s.id,
+                    last_close=last,
+                    candles=candles,
+                    path_closes=paths,
+                    p_up=ups,
+                    close_quantiles={"p10": mean, "p50": mean, "p90": mean},
+                )
+            )
         return out
 
     def model_info(self) -> dict[str, object]:

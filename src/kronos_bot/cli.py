@@ -41,12 +41,24 @@ def _command_modules() -> dict[str, ModuleType]:
 def add_common_options(parser: argparse.ArgumentParser, suppress_defaults: bool = True) -> None:
     """--config / --log-format / --log-level, accepted before or after any (sub-)command."""
     default = argparse.SUPPRESS if suppress_defaults else None
-    parser.add_argument("--config", metavar="PATH", default=default,
-                        help="YAML config file (default: $KRONOS_BOT_CONFIG, else config/bot.yaml)")
-    parser.add_argument("--log-format", choices=["auto", "json", "console"], default=default,
-                        help="log renderer (default from config: auto = console on a TTY, else JSON lines)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=default,
-                        help="minimum log level (default from config)")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default,
+        help="YAML config file (default: $KRONOS_BOT_CONFIG, else config/bot.yaml)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default=default,
+        help="log renderer (default from config: auto = console on a TTY, else JSON lines)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default=default,
+        help="minimum log level (default from config)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

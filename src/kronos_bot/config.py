@@ -25,8 +25,8 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationInfo,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -132,7 +132,7 @@ class TechnicalSettings(Section):
     @field_validator("rsi_max", "ema_slow", "macd_slow")
     @classmethod
     def _above_its_partner(cls, value: float, info: ValidationInfo) -> float:
-        partner = {"rsi_max": "rsi_min", "ema_slow": "ema_fast", "macd_slow": "macd_fast"}[info.field_name]
+        partner = {"rsi_max": "rsi_min", "ema_slow": "ema_fast", "macd_slow": "macd_fast"}[str(info.field_name)]
         lower = info.data.get(partner)
         if lower is not None and value <= lower:
             raise ValueError(f"must be greater than {partner} ({lower})")
@@ -418,12 +418,8 @@ class Settings(BaseSettings):
     alpaca_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("ALPACA_API_KEY"))
     alpaca_secret_key: SecretStr | None = Field(None, validation_alias=AliasChoices("ALPACA_SECRET_KEY"))
     hf_token: SecretStr | None = Field(None, validation_alias=AliasChoices("HF_TOKEN"))
-    forecaster_token: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("KRONOS_BOT_FORECASTER_TOKEN")
-    )
-    live_trading_confirm: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("KRONOS_BOT_LIVE_TRADING")
-    )
+    forecaster_token: SecretStr | None = Field(None, validation_alias=AliasChoices("KRONOS_BOT_FORECASTER_TOKEN"))
+    live_trading_confirm: SecretStr | None = Field(None, validation_alias=AliasChoices("KRONOS_BOT_LIVE_TRADING"))
     # Which file was read; accepted here so KRONOS_BOT_CONFIG may live in .env. Not a setting.
     config_file: str | None = Field(None, validation_alias=AliasChoices("KRONOS_BOT_CONFIG"), exclude=True)
 
@@ -466,7 +462,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_source = InitSettingsSource(settings_cls, init_kwargs=_YAML_DATA.get())
+        yaml_source = InitSettingsSource(settings_cls, init_kwargs=_YAML_DATA.get({}))
         return (init_settings, env_settings, dotenv_settings, yaml_source)
 
     # ----- helpers used across the bot -----
@@ -495,7 +491,8 @@ class Settings(BaseSettings):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
-_YAML_DATA: ContextVar[dict[str, Any]] = ContextVar("_YAML_DATA", default={})
+# The YAML of the load in progress, for the settings source (no default: `.get({})` outside a load).
+_YAML_DATA: ContextVar[dict[str, Any]] = ContextVar("_YAML_DATA")
 
 
 class ConfigError(Exception):

@@ -54,7 +54,7 @@ def _is_sensitive_key(key: object) -> bool:
     words = [w for w in re.split(r"[^a-z0-9]+", str(key).lower()) if w]
     if words and words[-1] in _SENSITIVE_LAST_WORDS:
         return True
-    return any(pair == tuple(words[i:i + 2]) for pair in _SENSITIVE_PAIRS for i in range(len(words) - 1))
+    return any(pair == tuple(words[i : i + 2]) for pair in _SENSITIVE_PAIRS for i in range(len(words) - 1))
 
 
 def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

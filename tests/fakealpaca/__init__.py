@@ -19,9 +19,9 @@ from typing import Any
 
 from tests.fakealpaca.market import MarketState
 from tests.fakealpaca.market import install as install_market
-from tests.fakealpaca.server import Fault, FaultHandle, FakeServer, Request, Response
+from tests.fakealpaca.server import FakeServer, Fault, FaultHandle, Request, Response
 
-__all__ = ["FakeAlpaca", "Fault", "FaultHandle", "FakeServer", "MarketState", "Request", "Response"]
+__all__ = ["FakeAlpaca", "FakeServer", "Fault", "FaultHandle", "MarketState", "Request", "Response"]
 
 
 class FakeAlpaca:
@@ -59,8 +59,15 @@ class FakeAlpaca:
         return self.server.base_url
 
     # Shortcuts to the server, which tests use most.
-    def fail(self, pattern: str, fault: Fault, *, times: int | None = 1, method: str = "*",
-             when: Callable[[Request], bool] | None = None) -> FaultHandle:
+    def fail(
+        self,
+        pattern: str,
+        fault: Fault,
+        *,
+        times: int | None = 1,
+        method: str = "*",
+        when: Callable[[Request], bool] | None = None,
+    ) -> FaultHandle:
         return self.server.fail(pattern, fault, times=times, method=method, when=when)
 
     @property

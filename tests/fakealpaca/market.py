@@ -83,8 +83,16 @@ class FakeBar:
     vw: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"t": iso(self.t), "o": self.o, "h": self.h, "l": self.l, "c": self.c, "v": self.v,
-                "n": self.n, "vw": self.vw if self.vw is not None else (self.h + self.l + self.c) / 3}
+        return {
+            "t": iso(self.t),
+            "o": self.o,
+            "h": self.h,
+            "l": self.l,
+            "c": self.c,
+            "v": self.v,
+            "n": self.n,
+            "vw": self.vw if self.vw is not None else (self.h + self.l + self.c) / 3,
+        }
 
 
 @dataclass
@@ -107,14 +115,28 @@ class MarketState:
     def set_bars(self, symbol: str, df: pd.DataFrame) -> None:
         """Replace a symbol's bars with a DataFrame indexed by UTC open time (open/high/low/close/volume)."""
         rows = [
-            FakeBar(t=ts.to_pydatetime(), o=float(r.open), h=float(r.high), l=float(r.low),
-                    c=float(r.close), v=float(r.volume))
+            FakeBar(
+                t=ts.to_pydatetime(),
+                o=float(r.open),
+                h=float(r.high),
+                l=float(r.low),
+                c=float(r.close),
+                v=float(r.volume),
+            )
             for ts, r in zip(df.index, df.itertuples(index=False), strict=True)
         ]
         self.bars[symbol] = rows
 
-    def add_hourly_bars(self, symbol: str, *, end: datetime, count: int, start_price: float = 100.0,
-                        drift: float = 0.001, amplitude: float = 0.004) -> None:
+    def add_hourly_bars(
+        self,
+        symbol: str,
+        *,
+        end: datetime,
+        count: int,
+        start_price: float = 100.0,
+        drift: float = 0.001,
+        amplitude: float = 0.004,
+    ) -> None:
         """`count` consistent synthetic hourly bars, the last one opening at `end` (a deterministic wave)."""
         first = end - (count - 1) * HOUR
         price = start_price
@@ -122,8 +144,17 @@ class MarketState:
         for i in range(count):
             open_ = price
             close = open_ * (1 + drift + amplitude * math.sin(i / 3.0))
-            rows.append(FakeBar(t=first + i * HOUR, o=open_, h=max(open_, close) * 1.002,
-                                l=min(open_, close) * 0.998, c=close, v=10.0 + i % 7, n=5 + i % 3))
+            rows.append(
+                FakeBar(
+                    t=first + i * HOUR,
+                    o=open_,
+                    h=max(open_, close) * 1.002,
+                    l=min(open_, close) * 0.998,
+                    c=close,
+                    v=10.0 + i % 7,
+                    n=5 + i % 3,
+                )
+            )
             price = close
         self.bars[symbol] = rows
 
@@ -136,17 +167,29 @@ class MarketState:
     def set_latest_trade(self, symbol: str, price: float, ts: datetime | None = None, size: float = 0.01) -> None:
         with self._lock:
             trade_id = next(self._ids)
-        self.latest_trades[symbol] = {"t": iso(ts or datetime.now(UTC)), "p": price, "s": size,
-                                      "tks": "B", "i": trade_id}
+        self.latest_trades[symbol] = {
+            "t": iso(ts or datetime.now(UTC)),
+            "p": price,
+            "s": size,
+            "tks": "B",
+            "i": trade_id,
+        }
 
     def set_latest_quote(self, symbol: str, bid: float, ask: float, ts: datetime | None = None) -> None:
-        self.latest_quotes[symbol] = {"t": iso(ts or datetime.now(UTC)), "bp": bid, "bs": 1.0,
-                                      "ap": ask, "as": 1.0}
+        self.latest_quotes[symbol] = {"t": iso(ts or datetime.now(UTC)), "bp": bid, "bs": 1.0, "ap": ask, "as": 1.0}
 
     # ----- news -----
 
-    def add_news(self, *, headline: str, symbols: list[str], created_at: datetime, summary: str = "",
-                 article_id: int | None = None, source: str = "benzinga") -> dict[str, Any]:
+    def add_news(
+        self,
+        *,
+        headline: str,
+        symbols: list[str],
+        created_at: datetime,
+        summary: str = "",
+        article_id: int | None = None,
+        source: str = "benzinga",
+    ) -> dict[str, Any]:
         with self._lock:
             new_id = article_id if article_id is not None else next(self._ids)
         article = {
@@ -189,7 +232,7 @@ def _bars(state: MarketState, request: Request) -> Response:
     if state.max_page_size is not None:
         page_size = min(page_size, state.max_page_size)
     offset = _offset(request.arg("page_token"))
-    page = items[offset: offset + page_size]
+    page = items[offset : offset + page_size]
     out: dict[str, list[dict[str, Any]]] = {}
     for symbol, bar in page:
         out.setdefault(symbol, []).append(bar.to_json())
@@ -224,7 +267,7 @@ def _news(state: MarketState, request: Request) -> Response:
     articles.sort(key=lambda a: (a["updated_at"], a["id"]), reverse=descending)
     limit = min(int(request.arg("limit") or 10), MAX_NEWS_PAGE)
     offset = _offset(request.arg("page_token"))
-    page = articles[offset: offset + limit]
+    page = articles[offset : offset + limit]
     more = offset + limit < len(articles)
     return Response(json={"news": page, "next_page_token": _token(offset + limit) if more else None})
 

@@ -222,8 +222,9 @@ class FakeServer:
         httpd.fake = self  # type: ignore[attr-defined]
         self._httpd = httpd
         self._stopping.clear()
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-alpaca", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-alpaca", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -265,8 +266,15 @@ class FakeServer:
 
     # ----- faults -----
 
-    def fail(self, pattern: str, fault: Fault, *, times: int | None = 1, method: str = "*",
-             when: Callable[[Request], bool] | None = None) -> FaultHandle:
+    def fail(
+        self,
+        pattern: str,
+        fault: Fault,
+        *,
+        times: int | None = 1,
+        method: str = "*",
+        when: Callable[[Request], bool] | None = None,
+    ) -> FaultHandle:
         handle = FaultHandle(re.compile(pattern), method.upper(), fault, times, when)
         with self._lock:
             self._faults.append(handle)
@@ -296,8 +304,7 @@ class FakeServer:
     def requests_to(self, pattern: str, method: str | None = None) -> list[Request]:
         compiled = re.compile(pattern)
         return [
-            r for r in self.requests
-            if compiled.fullmatch(r.path) and (method is None or r.method == method.upper())
+            r for r in self.requests if compiled.fullmatch(r.path) and (method is None or r.method == method.upper())
         ]
 
     def clear_requests(self) -> None:
@@ -326,8 +333,9 @@ class FakeServer:
                     response.headers["Retry-After"] = str(fault.retry_after)
                 return response
             if fault.kind == "malformed_json":
-                return Response(status=200, body=b'{"bars": {"BTC/USD": [{"t": "2024-',
-                                headers={"Content-Type": "application/json"})
+                return Response(
+                    status=200, body=b'{"bars": {"BTC/USD": [{"t": "2024-', headers={"Content-Type": "application/json"}
+                )
             if fault.kind == "slow" and not self._sleep(fault.seconds):
                 return None
         response = self._route(request, routes)
@@ -387,7 +395,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the request log replaces stderr noise
 
 

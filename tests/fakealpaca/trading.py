@@ -113,8 +113,8 @@ class FakeOrder:
     stop_price: Decimal | None = None
     limit_price: Decimal | None = None
     status: str = "pending_new"
-    filled_qty: Decimal = D(0)
-    filled_value: Decimal = D(0)
+    filled_qty: Decimal = field(default_factory=lambda: D(0))
+    filled_value: Decimal = field(default_factory=lambda: D(0))
     triggered: bool = False
     replaced_by: str | None = None
     replaces: str | None = None

@@ -14,8 +14,9 @@ so nothing here re-implements a rule. The pieces, in the order a run uses them:
   bar_exits.py      the conservative intra-bar exit rule, carried out by the live exit monitor
   replay.py         stage B: engine, executor, simulated broker and exit monitor on a simulated clock
   runner.py         the hourly loop tying A and B together
-  progress.py       progress bar with ETA on a TTY
+  progress.py       progress bar (tqdm) with ETA on a TTY
   metrics.py        pure performance statistics
+  rows.py           the rows of decisions.csv and trades.csv
   summary.py, report.py, charts.py   summary.json, trades.csv, decisions.csv, equity.png, report.html
   forecast_scores.py, evaluate.py, evaluate_report.py   forecast quality vs naive baselines (`evaluate`)
   inputs.py         what the two CLI commands share (data, model, cache arguments)

@@ -20,8 +20,9 @@ def _figure(rows: int, height: float) -> tuple[Any, Any]:
     return fig, axes
 
 
-def equity_chart(path: Path, times: Sequence[datetime], equity: Sequence[float], benchmark: Sequence[float],
-                 title: str = "") -> None:
+def equity_chart(
+    path: Path, times: Sequence[datetime], equity: Sequence[float], benchmark: Sequence[float], title: str = ""
+) -> None:
     """Equity and equal-weight buy & hold (top), drawdowns of both in percent (bottom)."""
     fig, (top, bottom) = _figure(2, 6.5)
     top.plot(times, equity, label="strategy", color="tab:blue", linewidth=1.2)
@@ -30,10 +31,12 @@ def equity_chart(path: Path, times: Sequence[datetime], equity: Sequence[float],
     top.set_title(title or "Equity")
     top.legend(loc="upper left")
     top.grid(alpha=0.3)
-    bottom.fill_between(times, [-100 * d for d in metrics.drawdowns(equity)], 0, color="tab:red", alpha=0.4,
-                        label="strategy")
-    bottom.plot(times, [-100 * d for d in metrics.drawdowns(benchmark)], color="tab:gray", linewidth=0.8,
-                label="buy & hold")
+    bottom.fill_between(
+        times, [-100 * d for d in metrics.drawdowns(equity)], 0, color="tab:red", alpha=0.4, label="strategy"
+    )
+    bottom.plot(
+        times, [-100 * d for d in metrics.drawdowns(benchmark)], color="tab:gray", linewidth=0.8, label="buy & hold"
+    )
     bottom.set_ylabel("drawdown %")
     bottom.grid(alpha=0.3)
     bottom.legend(loc="lower left")
@@ -48,8 +51,13 @@ def calibration_chart(path: Path, curves: Mapping[str, Sequence[Mapping[str, Any
     for i, (name, bins) in enumerate(curves.items()):
         used = [b for b in bins if b["count"]]
         top.plot([b["mean_p"] for b in used], [b["frequency"] for b in used], marker="o", label=name)
-        bottom.bar([b["lo"] + 0.005 + i * width for b in bins], [b["count"] for b in bins], width=width,
-                   align="edge", label=name)
+        bottom.bar(
+            [b["lo"] + 0.005 + i * width for b in bins],
+            [b["count"] for b in bins],
+            width=width,
+            align="edge",
+            label=name,
+        )
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
     top.set_ylabel("observed frequency of up")

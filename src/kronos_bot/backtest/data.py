@@ -53,7 +53,7 @@ def load_csv_dir(directory: str | Path, symbols: Sequence[str]) -> dict[str, pd.
 def write_bars_csv(path: Path, frame: pd.DataFrame) -> None:
     """The CSV format `load_bars_csv` reads: `timestamp,open,high,low,close,volume`, timestamp ISO UTC."""
     out = frame.loc[:, list(BAR_COLUMNS)].copy()
-    out.index = out.index.tz_convert(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    out.index = pd.DatetimeIndex(out.index).tz_convert(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     out.index.name = "timestamp"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -73,7 +73,7 @@ def fetch_alpaca_history(
     *,
     client: object | None = None,
     now: datetime | None = None,
-    sleep: object = time.sleep,
+    sleep: Sleep = time.sleep,
 ) -> dict[str, pd.DataFrame]:
     """Hourly bars opening in [start, end) per symbol, from `{cache_dir}/alpaca/` where already fetched.
 
@@ -86,8 +86,12 @@ def fetch_alpaca_history(
     root = Path(cache_dir) / "alpaca"
     coverage_path = root / "coverage.json"
     coverage: dict[str, list[str]] = json.loads(coverage_path.read_text()) if coverage_path.is_file() else {}
-    frames = {s: load_bars_csv(root / csv_name(s)) if (root / csv_name(s)).is_file() else
-              bars_frame([], {c: [] for c in BAR_COLUMNS}) for s in symbols}
+    frames = {
+        s: load_bars_csv(root / csv_name(s))
+        if (root / csv_name(s)).is_file()
+        else bars_frame([], {c: [] for c in BAR_COLUMNS})
+        for s in symbols
+    }
     missing = _missing_spans(symbols, start, end, coverage)
     if missing:
         client = client or _alpaca_client(settings, sleep)
@@ -107,8 +111,9 @@ def fetch_alpaca_history(
     return {s: f[(f.index >= start) & (f.index < end)] for s, f in frames.items()}
 
 
-def _missing_spans(symbols: Sequence[str], start: datetime, end: datetime,
-                   coverage: Mapping[str, list[str]]) -> dict[tuple[datetime, datetime], list[str]]:
+def _missing_spans(
+    symbols: Sequence[str], start: datetime, end: datetime, coverage: Mapping[str, list[str]]
+) -> dict[tuple[datetime, datetime], list[str]]:
     """(span start, span end) -> symbols lacking it: the head and/or tail of [start, end) not covered yet."""
     missing: dict[tuple[datetime, datetime], list[str]] = {}
     for symbol in symbols:
@@ -131,21 +136,24 @@ def _alpaca_client(settings: Settings, sleep: Sleep) -> object:
     return data_client(settings, sleep=sleep)
 
 
-def _fetch_bars(client: object, symbols: Sequence[str], start: datetime, end: datetime, settings: Settings,
-                now: datetime) -> dict[str, pd.DataFrame]:
+def _fetch_bars(
+    client: object, symbols: Sequence[str], start: datetime, end: datetime, settings: Settings, now: datetime
+) -> dict[str, pd.DataFrame]:
     """One paginated request; per symbol the closed bars opening in [start, end)."""
     from alpaca.data.enums import CryptoFeed
     from alpaca.data.requests import CryptoBarsRequest
     from alpaca.data.timeframe import TimeFrame
 
-    request = CryptoBarsRequest(symbol_or_symbols=list(symbols), timeframe=TimeFrame.Hour, start=start,
-                                end=end - timedelta(seconds=1))
+    request = CryptoBarsRequest(
+        symbol_or_symbols=list(symbols), timeframe=TimeFrame.Hour, start=start, end=end - timedelta(seconds=1)
+    )
     barset = client.get_crypto_bars(request, feed=CryptoFeed(settings.bars.feed))  # type: ignore[attr-defined]
     out = {}
     for symbol in symbols:
         bars = barset.data.get(symbol, [])
         frame = bars_frame([b.timestamp for b in bars], {c: [getattr(b, c) for b in bars] for c in BAR_COLUMNS})
-        out[symbol] = frame[(frame.index >= start) & (frame.index + HOUR <= now)]
+        opened = pd.DatetimeIndex(frame.index)
+        out[symbol] = frame[(opened >= pd.Timestamp(start)) & (opened + pd.Timedelta(HOUR) <= pd.Timestamp(now))]
     return out
 
 
@@ -234,7 +242,7 @@ class RawWindow:
 
     @property
     def frame(self) -> pd.DataFrame:
-        return self.source.frame.iloc[self.lo:self.hi]
+        return self.source.frame.iloc[self.lo : self.hi]
 
 
 class BarStore:

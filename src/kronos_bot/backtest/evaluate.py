@@ -62,8 +62,14 @@ class EvaluateRun:
 
 def evaluation_gate_settings(settings: KronosGateSettings, horizon: int) -> KronosGateSettings:
     """The Kronos gate set to read the evaluated horizon (P(up) against the last close exactly)."""
-    return KronosGateSettings.model_validate({**settings.model_dump(), "pred_len": max(settings.pred_len, horizon),
-                                              "horizon": horizon, "ensemble_threshold_percent": 0.0})
+    return KronosGateSettings.model_validate(
+        {
+            **settings.model_dump(),
+            "pred_len": max(settings.pred_len, horizon),
+            "horizon": horizon,
+            "ensemble_threshold_percent": 0.0,
+        }
+    )
 
 
 def origins(period: Period, horizon: int, stride: int) -> list[datetime]:
@@ -92,7 +98,7 @@ def run_evaluate(
     done = 0
     try:
         for i in range(0, len(times), max(1, options.batch_hours)):
-            chunk = times[i:i + options.batch_hours]
+            chunk = times[i : i + options.batch_hours]
             cells: dict[tuple[datetime, str], Any] = {}
             for t in chunk:
                 for symbol in symbols:
@@ -128,14 +134,20 @@ def run_evaluate(
                     continue
                 closes = frame["close"].astype(float).tolist()
                 last = float(checked.last_close)
-                run.outcomes.append(Outcome(
-                    symbol=symbol, time=t, regime=regime(closes, options.trend_threshold), last_close=last,
-                    actual=actual, predictions={
-                        KRONOS: (verdict.pred_close, verdict.p_up),
-                        NO_CHANGE: no_change_forecast(last),
-                        DRIFT: drift_forecast(closes, options.horizon, options.drift_window),
-                    },
-                ))
+                run.outcomes.append(
+                    Outcome(
+                        symbol=symbol,
+                        time=t,
+                        regime=regime(closes, options.trend_threshold),
+                        last_close=last,
+                        actual=actual,
+                        predictions={
+                            KRONOS: (verdict.pred_close, verdict.p_up),
+                            NO_CHANGE: no_change_forecast(last),
+                            DRIFT: drift_forecast(closes, options.horizon, options.drift_window),
+                        },
+                    )
+                )
             if cache is not None:
                 cache.flush()
             done += len(chunk)

@@ -15,6 +15,7 @@ close[i-1]| (1 = a straight line, ~0 = back and forth); "trending" when ER >= th
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ class Score:
 
 
 def efficiency_ratio(closes: Sequence[float]) -> float:
-    path = sum(abs(b - a) for a, b in zip(closes, closes[1:]))
+    path = sum(abs(b - a) for a, b in itertools.pairwise(closes))
     return abs(closes[-1] - closes[0]) / path if path > 0 else 0.0
 
 
@@ -62,8 +63,8 @@ def regime(closes: Sequence[float], threshold: float) -> str:
 
 def drift_forecast(closes: Sequence[float], horizon: int, window: int) -> tuple[float, float]:
     """(predicted close, P(up)) of the drift baseline."""
-    recent = closes[-(window + 1):]
-    logs = [math.log(b / a) for a, b in zip(recent, recent[1:]) if a > 0 and b > 0]
+    recent = closes[-(window + 1) :]
+    logs = [math.log(b / a) for a, b in itertools.pairwise(recent) if a > 0 and b > 0]
     m = sum(logs) / len(logs) if logs else 0.0
     p_up = 1.0 if m > 0 else 0.0 if m < 0 else 0.5
     return closes[-1] * math.exp(horizon * m), p_up
@@ -94,11 +95,15 @@ def reliability(outcomes: Iterable[Outcome], name: str, bins: int = 10) -> list[
     out: list[dict[str, float | int | None]] = []
     for i, group in enumerate(groups):
         n = len(group)
-        out.append({
-            "lo": i / bins, "hi": (i + 1) / bins, "count": n,
-            "mean_p": sum(p for p, _ in group) / n if n else None,
-            "frequency": sum(1 for _, up in group if up) / n if n else None,
-        })
+        out.append(
+            {
+                "lo": i / bins,
+                "hi": (i + 1) / bins,
+                "count": n,
+                "mean_p": sum(p for p, _ in group) / n if n else None,
+                "frequency": sum(1 for _, up in group if up) / n if n else None,
+            }
+        )
     return out
 
 

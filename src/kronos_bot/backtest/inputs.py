@@ -24,15 +24,28 @@ DEFAULT_CACHE_DIR = "var/backtest-cache"
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, metavar="DIR|alpaca",
-                        help="directory of {BASE}_USD_1h.csv files (timestamp,open,high,low,close,volume; timestamp = "
-                             "bar open, UTC), or `alpaca` to fetch history (cached as CSV under --cache-dir)")
-    parser.add_argument("--from", dest="start", metavar="DATE",
-                        help="first decision time, ISO date/time UTC (default: as soon as every symbol has bars.count "
-                             "bars of history)")
-    parser.add_argument("--to", dest="end", metavar="DATE",
-                        help="end of the period; a bare date means the end of that day (default: end of the data)")
-    parser.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="symbols (default: the config's), e.g. BTC/USD ETH")
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="DIR|alpaca",
+        help="directory of {BASE}_USD_1h.csv files (timestamp,open,high,low,close,volume; timestamp = "
+        "bar open, UTC), or `alpaca` to fetch history (cached as CSV under --cache-dir)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="start",
+        metavar="DATE",
+        help="first decision time, ISO date/time UTC (default: as soon as every symbol has bars.count bars of history)",
+    )
+    parser.add_argument(
+        "--to",
+        dest="end",
+        metavar="DATE",
+        help="end of the period; a bare date means the end of that day (default: end of the data)",
+    )
+    parser.add_argument(
+        "--symbols", nargs="+", metavar="SYMBOL", help="symbols (default: the config's), e.g. BTC/USD ETH"
+    )
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,12 +53,19 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", help="tokenizer: Hub repo id or local directory (default: paired/configured)")
     parser.add_argument("--no-verify", action="store_true", help="do not check the checkpoints' sha256")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: forecaster.threads)")
-    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
-                        help=f"forecast cache, shared by backtest and evaluate (default: {DEFAULT_CACHE_DIR})")
+    parser.add_argument(
+        "--cache-dir",
+        default=DEFAULT_CACHE_DIR,
+        help=f"forecast cache, shared by backtest and evaluate (default: {DEFAULT_CACHE_DIR})",
+    )
     parser.add_argument("--samples", type=int, help="sampled paths per forecast (default: gates.kronos.samples)")
     parser.add_argument("--seed", type=int, help="sampling seed (default: gates.kronos.seed, else 0)")
-    parser.add_argument("--batch-hours", type=int, default=4,
-                        help="hours of forecasts per model call (all symbols of each hour; default 4)")
+    parser.add_argument(
+        "--batch-hours",
+        type=int,
+        default=4,
+        help="hours of forecasts per model call (all symbols of each hour; default 4)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
 
@@ -69,7 +89,7 @@ def load_store(args: argparse.Namespace, settings: Settings, symbols: list[str])
 
 
 def resolve_period(args: argparse.Namespace, store: BarStore, settings: Settings) -> Period:
-    first, last = store.span()
+    _, last = store.span()
     start = parse_time(args.start) if args.start else store.warmed_up_from(settings.bars.count)
     end = parse_time(args.end, end_of_day=True) if args.end else last
     return Period(start, min(end, last))
@@ -84,11 +104,19 @@ def load_forecaster(args: argparse.Namespace, settings: Settings) -> Forecaster:
     """
     from kronos_bot.forecaster.factory import load_model
 
-    return load_model(settings, model=args.model, tokenizer=args.tokenizer, verify=False if args.no_verify else None,
-                      threads=args.threads, lazy=True)
+    return load_model(
+        settings,
+        model=args.model,
+        tokenizer=args.tokenizer,
+        verify=False if args.no_verify else None,
+        threads=args.threads,
+        lazy=True,
+    )
 
 
-def progress_callback(args: argparse.Namespace, label: str) -> tuple[Callable[[int, int, str], None], Callable[[], None]]:
+def progress_callback(
+    args: argparse.Namespace, label: str
+) -> tuple[Callable[[int, int, str], None], Callable[[], None]]:
     """(update(done, total, note), close()) drawing a progress bar on a TTY stderr unless --no-progress."""
     bar: Progress | None = None
 

@@ -89,8 +89,15 @@ class CheckedWindow:
         if self.problem is not None:
             return json.dumps({"problem": [self.problem.reason, self.problem.detail]})
         assert self.last_bar is not None
-        return json.dumps({"digest": self.digest, "last_bar": self.last_bar.isoformat(), "count": self.count,
-                           "last_close": self.last_close, "filled": [t.isoformat() for t in self.filled]})
+        return json.dumps(
+            {
+                "digest": self.digest,
+                "last_bar": self.last_bar.isoformat(),
+                "count": self.count,
+                "last_close": self.last_close,
+                "filled": [t.isoformat() for t in self.filled],
+            }
+        )
 
     @classmethod
     def from_json(cls, symbol: str, now: datetime, text: str) -> CheckedWindow:
@@ -98,8 +105,16 @@ class CheckedWindow:
         if "problem" in data:
             reason, detail = data["problem"]
             return cls(symbol, now, BarsProblem(symbol, reason, detail))
-        return cls(symbol, now, None, data["digest"], datetime.fromisoformat(data["last_bar"]), int(data["count"]),
-                   float(data["last_close"]), tuple(datetime.fromisoformat(t) for t in data["filled"]))
+        return cls(
+            symbol,
+            now,
+            None,
+            data["digest"],
+            datetime.fromisoformat(data["last_bar"]),
+            int(data["count"]),
+            float(data["last_close"]),
+            tuple(datetime.fromisoformat(t) for t in data["filled"]),
+        )
 
 
 def check_window(raw: RawWindow, settings: BarsSettings) -> tuple[CheckedWindow, pd.DataFrame | None]:
@@ -109,8 +124,13 @@ def check_window(raw: RawWindow, settings: BarsSettings) -> tuple[CheckedWindow,
         return CheckedWindow(raw.symbol, raw.now, result), None
     df = result.df
     checked = CheckedWindow(
-        symbol=raw.symbol, now=raw.now, problem=None, digest=frame_digest(df),
-        last_bar=df.index[-1].to_pydatetime(), count=len(df), last_close=float(df["close"].iloc[-1]),
+        symbol=raw.symbol,
+        now=raw.now,
+        problem=None,
+        digest=frame_digest(df),
+        last_bar=df.index[-1].to_pydatetime(),
+        count=len(df),
+        last_close=float(df["close"].iloc[-1]),
         filled=tuple(result.filled),
     )
     return checked, df

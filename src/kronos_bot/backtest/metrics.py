@@ -12,6 +12,7 @@ Definitions (stated here because every one of them has variants):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -19,7 +20,7 @@ HOURS_PER_YEAR = 24 * 365
 
 
 def simple_returns(values: Sequence[float]) -> list[float]:
-    return [b / a - 1.0 for a, b in zip(values, values[1:]) if a]
+    return [b / a - 1.0 for a, b in itertools.pairwise(values) if a]
 
 
 def period_return(values: Sequence[float]) -> float | None:
@@ -64,5 +65,5 @@ def exposure(invested: Sequence[float], equity: Sequence[float]) -> tuple[float,
     if not equity:
         return 0.0, 0.0
     in_market = sum(1 for v in invested if v > 0) / len(invested)
-    fractions = [i / e for i, e in zip(invested, equity) if e > 0]
+    fractions = [i / e for i, e in zip(invested, equity, strict=True) if e > 0]
     return in_market, (sum(fractions) / len(fractions) if fractions else 0.0)

@@ -36,15 +36,17 @@ def load_news_archive(path: str | Path) -> list[NewsArticle]:
                 symbols = item.get("symbols") or []
                 if isinstance(symbols, str):
                     symbols = [symbols]
-                articles.append(NewsArticle(
-                    id=str(item.get("id", f"line-{number}")),
-                    headline=str(item["headline"]),
-                    summary=str(item.get("summary") or ""),
-                    created_at=_utc(str(item["created_at"])),
-                    symbols=tuple(str(s) for s in symbols),
-                    source=str(item.get("source") or "archive"),
-                    url=item.get("url"),
-                ))
+                articles.append(
+                    NewsArticle(
+                        id=str(item.get("id", f"line-{number}")),
+                        headline=str(item["headline"]),
+                        summary=str(item.get("summary") or ""),
+                        created_at=_utc(str(item["created_at"])),
+                        symbols=tuple(str(s) for s in symbols),
+                        source=str(item.get("source") or "archive"),
+                        url=item.get("url"),
+                    )
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{number}: not a news article ({type(exc).__name__}: {exc})") from exc
     return articles
@@ -73,8 +75,17 @@ class ArchiveNewsProvider:
             tags = [wanted.get(news_symbol(tag)) or wanted.get(tag.upper()) for tag in article.symbols]
             ours = tuple(dict.fromkeys(t for t in tags if t))
             if ours:
-                out.append(NewsArticle(article.id, article.headline, article.summary, article.created_at,
-                                       ours, article.source, article.url))
+                out.append(
+                    NewsArticle(
+                        article.id,
+                        article.headline,
+                        article.summary,
+                        article.created_at,
+                        ours,
+                        article.source,
+                        article.url,
+                    )
+                )
                 if len(out) >= limit:
                     break
         return out

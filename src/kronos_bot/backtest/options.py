@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import BaseModel
+
 from kronos_bot.config import BrokerSettings, GatesSettings, KronosGateSettings, Settings, SimBrokerSettings
 
 DEFAULT_SEED = 0
 
 
-def _section(model: type, current: Any, **changes: Any) -> Any:
+def _section(model: type[BaseModel], current: Any, **changes: Any) -> Any:
     changes = {k: v for k, v in changes.items() if v is not None}
     return model.model_validate({**current.model_dump(), **changes}) if changes else current
 
@@ -41,13 +43,21 @@ def backtest_settings(
     starting_cash: float | None = None,
 ) -> Settings:
     """`settings` with the overrides applied, the sim broker forced and a Kronos seed guaranteed."""
-    kronos_seed = seed if seed is not None else (settings.gates.kronos.seed if settings.gates.kronos.seed is not None
-                                                 else DEFAULT_SEED)
+    kronos_seed = (
+        seed
+        if seed is not None
+        else (settings.gates.kronos.seed if settings.gates.kronos.seed is not None else DEFAULT_SEED)
+    )
     kronos = _section(KronosGateSettings, settings.gates.kronos, samples=samples, seed=kronos_seed)
     gates = settings.gates.model_copy(update={"kronos": kronos})
     GatesSettings.model_validate(gates.model_dump())
-    sim = _section(SimBrokerSettings, settings.broker.sim, fee_percent=fee_percent, slippage_bps=slippage_bps,
-                   starting_cash=starting_cash)
+    sim = _section(
+        SimBrokerSettings,
+        settings.broker.sim,
+        fee_percent=fee_percent,
+        slippage_bps=slippage_bps,
+        starting_cash=starting_cash,
+    )
     broker = _section(BrokerSettings, settings.broker, kind="sim", live=False)
     broker = broker.model_copy(update={"sim": sim})
     out = settings.model_copy(update={"gates": gates, "broker": broker})

@@ -26,8 +26,15 @@ class Progress:
     ) -> None:
         stream = stream or sys.stderr
         self.enabled = stream.isatty() if enabled is None else enabled
-        self._bar = tqdm(total=total, desc=label or None, file=stream, disable=not self.enabled,
-                         mininterval=min_interval, dynamic_ncols=True, leave=True)
+        self._bar = tqdm(
+            total=total,
+            desc=label or None,
+            file=stream,
+            disable=not self.enabled,
+            mininterval=min_interval,
+            dynamic_ncols=True,
+            leave=True,
+        )
 
     def update(self, done: int, note: str = "") -> None:
         if note:

@@ -26,12 +26,12 @@ from kronos_bot.backtest.signals import HourSignals
 from kronos_bot.broker.factory import make_broker
 from kronos_bot.config import Settings
 from kronos_bot.domain import Action, Decision
+from kronos_bot.logs import get_logger
 from kronos_bot.trader.engine import decide_all
 from kronos_bot.trader.execution import EntryOutcome, Executor
 from kronos_bot.trader.exit_monitor import ExitMonitor
 from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.records import PositionRecord
-from kronos_bot.logs import get_logger
 
 HOUR = timedelta(hours=1)
 ZERO = Decimal(0)
@@ -120,8 +120,14 @@ class Replay:
                 done = self._backstop(position.id, bar_open, backstop_before)
             if done is None and verdict.reason is not None:
                 self.exit_mismatches += 1
-                log.warning("backtest.exit_not_executed", symbol=position.symbol, position_id=position.id,
-                            reason=verdict.reason.value, price=verdict.price, bar=bar_open.isoformat())
+                log.warning(
+                    "backtest.exit_not_executed",
+                    symbol=position.symbol,
+                    position_id=position.id,
+                    reason=verdict.reason.value,
+                    price=verdict.price,
+                    bar=bar_open.isoformat(),
+                )
             if done is not None:
                 closed.append(done)
         return closed
@@ -163,8 +169,15 @@ class Replay:
             by_symbol = {d.symbol: d for d in decide_all(signals.gates, risk, self.settings, t)}
         for symbol, problem in signals.problems.items():
             # Worded exactly as the live cycle words a symbol whose bars failed validation.
-            by_symbol[symbol] = Decision(symbol=symbol, action=Action.SKIP, tier=None, notional=ZERO,
-                                         reasons=["data_invalid"], decided_at=t, detail=f"bars: {problem}")
+            by_symbol[symbol] = Decision(
+                symbol=symbol,
+                action=Action.SKIP,
+                tier=None,
+                notional=ZERO,
+                reasons=["data_invalid"],
+                decided_at=t,
+                detail=f"bars: {problem}",
+            )
         decisions = [by_symbol[s] for s in self.settings.symbols if s in by_symbol]
         entering = [d for d in decisions if d.action is Action.ENTER]
         if entering:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from kronos_bot.backtest.charts import equity_chart
-from kronos_bot.backtest.runner import BacktestRun
 from kronos_bot.backtest.rows import DECISION_COLUMNS, TRADE_COLUMNS, trade_row
+from kronos_bot.backtest.runner import BacktestRun
 from kronos_bot.backtest.summary import build_summary
 
 
@@ -43,8 +43,13 @@ def write_backtest_report(run: BacktestRun, out_dir: str | Path) -> dict[str, An
     trades = [trade_row(p, run.end_marks.get(p.symbol)) for p in run.positions]
     write_csv(out / "trades.csv", TRADE_COLUMNS, trades)
     write_csv(out / "decisions.csv", DECISION_COLUMNS, run.decisions)
-    equity_chart(out / "equity.png", [p.time for p in run.equity], [float(p.equity) for p in run.equity],
-                 [float(v) for v in run.benchmark], title=f"Backtest {run.period.label()}")
+    equity_chart(
+        out / "equity.png",
+        [p.time for p in run.equity],
+        [float(p.equity) for p in run.equity],
+        [float(v) for v in run.benchmark],
+        title=f"Backtest {run.period.label()}",
+    )
     (out / "report.html").write_text(render_html(summary, trades, run.decisions, out / "equity.png"), encoding="utf-8")
     return summary
 
@@ -55,8 +60,9 @@ def _pct(value: float | None) -> str:
 
 def _table(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in columns) + "</tr>"
-                   for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -64,29 +70,32 @@ def _pairs(pairs: Iterable[tuple[str, Any]]) -> str:
     return _table(("", "value"), ({"": k, "value": v} for k, v in pairs))
 
 
-def render_html(summary: Mapping[str, Any], trades: Sequence[Mapping[str, Any]],
-                decisions: Sequence[Mapping[str, Any]], chart: Path) -> str:
+def render_html(
+    summary: Mapping[str, Any], trades: Sequence[Mapping[str, Any]], decisions: Sequence[Mapping[str, Any]], chart: Path
+) -> str:
     """The self-contained report page."""
     png = base64.b64encode(chart.read_bytes()).decode("ascii")
     t = summary["trades"]
-    overview = _pairs([
-        ("period", f"{summary['period']['from']} to {summary['period']['to']} ({summary['period']['hours']} h)"),
-        ("symbols", ", ".join(summary["symbols"])),
-        ("starting cash / final equity", f"{summary['starting_cash']} / {summary['final_equity']} USD"),
-        ("period return", _pct(summary["period_return"])),
-        ("max drawdown", _pct(-summary["max_drawdown"] if summary["max_drawdown"] is not None else None)),
-        ("Sharpe (hourly, annualized)", summary["sharpe_annualized"]),
-        ("trades (closed / open at end)", f"{t['total']} ({t['closed']} / {t['open_at_end']})"),
-        ("trades per tier", ", ".join(f"{k}: {v}" for k, v in t["per_tier"].items()) or "none"),
-        ("win rate", _pct(t["win_rate"]).lstrip("+") if t["win_rate"] is not None else "n/a"),
-        ("average hold", f"{t['avg_hold_hours']} h" if t["avg_hold_hours"] is not None else "n/a"),
-        ("fees", f"{summary['fees_usd']} USD"),
-        ("time in market", _pct(summary["exposure"]["time_in_market"]).lstrip("+")),
-        ("sentiment", summary["sentiment"]),
-        ("costs", f"fee {summary['costs']['fee_percent']} %, slippage {summary['costs']['slippage_bps']} bps"),
-        ("forecasts", ", ".join(f"{k}: {v}" for k, v in summary["kronos"]["forecasts"].items())),
-        ("config fingerprint", summary["config_fingerprint"]),
-    ])
+    overview = _pairs(
+        [
+            ("period", f"{summary['period']['from']} to {summary['period']['to']} ({summary['period']['hours']} h)"),
+            ("symbols", ", ".join(summary["symbols"])),
+            ("starting cash / final equity", f"{summary['starting_cash']} / {summary['final_equity']} USD"),
+            ("period return", _pct(summary["period_return"])),
+            ("max drawdown", _pct(-summary["max_drawdown"] if summary["max_drawdown"] is not None else None)),
+            ("Sharpe (hourly, annualized)", summary["sharpe_annualized"]),
+            ("trades (closed / open at end)", f"{t['total']} ({t['closed']} / {t['open_at_end']})"),
+            ("trades per tier", ", ".join(f"{k}: {v}" for k, v in t["per_tier"].items()) or "none"),
+            ("win rate", _pct(t["win_rate"]).lstrip("+") if t["win_rate"] is not None else "n/a"),
+            ("average hold", f"{t['avg_hold_hours']} h" if t["avg_hold_hours"] is not None else "n/a"),
+            ("fees", f"{summary['fees_usd']} USD"),
+            ("time in market", _pct(summary["exposure"]["time_in_market"]).lstrip("+")),
+            ("sentiment", summary["sentiment"]),
+            ("costs", f"fee {summary['costs']['fee_percent']} %, slippage {summary['costs']['slippage_bps']} bps"),
+            ("forecasts", ", ".join(f"{k}: {v}" for k, v in summary["kronos"]["forecasts"].items())),
+            ("config fingerprint", summary["config_fingerprint"]),
+        ]
+    )
     bh = summary["buy_and_hold"]
     bh_rows = [{"symbol": s, "buy & hold": _pct(r)} for s, r in bh["per_symbol"].items()]
     bh_rows.append({"symbol": "equal weight", "buy & hold": _pct(bh["equal_weight"])})
@@ -94,7 +103,7 @@ def render_html(summary: Mapping[str, Any], trades: Sequence[Mapping[str, Any]],
     entered = [d for d in decisions if d.get("action") == "ENTER"]
     rules = _pairs([("fills", summary["rules"]["fills"]), ("intra-bar exits", summary["rules"]["intra_bar"])])
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>kronos-bot backtest {html.escape(summary['period']['from'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>kronos-bot backtest {html.escape(summary["period"]["from"])}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }}
@@ -102,8 +111,8 @@ th, td {{ border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }}
 th {{ background: #f0f0f0; }} td:first-child {{ text-align: left; }}
 img {{ max-width: 100%; }}
 </style></head><body>
-<h1>Backtest {html.escape(summary['period']['from'])} &rarr; {html.escape(summary['period']['to'])}</h1>
-<p><b>Sentiment:</b> {html.escape(summary['sentiment'])}</p>
+<h1>Backtest {html.escape(summary["period"]["from"])} &rarr; {html.escape(summary["period"]["to"])}</h1>
+<p><b>Sentiment:</b> {html.escape(summary["sentiment"])}</p>
 {overview}
 <img alt="equity and drawdown vs buy and hold" src="data:image/png;base64,{png}">
 <h2>Buy &amp; hold over the same period</h2>
@@ -130,13 +139,15 @@ def summary_lines(summary: Mapping[str, Any], out_dir: str | Path | None = None)
     lines = [
         f"backtest {summary['period']['from']} -> {summary['period']['to']} ({summary['period']['hours']} h), "
         f"{' '.join(summary['symbols'])}",
-        f"  equity      {summary['starting_cash']} -> {summary['final_equity']} USD   return {_pct(summary['period_return'])}"
+        f"  equity      {summary['starting_cash']} -> {summary['final_equity']} USD   "
+        f"return {_pct(summary['period_return'])}"
         f"   max drawdown {_pct(-summary['max_drawdown'] if summary['max_drawdown'] is not None else None)}"
         f"   Sharpe {summary['sharpe_annualized']}",
         f"  trades      {t['total']} ({tiers}; {t['open_at_end']} open at end)   win rate "
         f"{_pct(t['win_rate']).lstrip('+')}   avg hold {t['avg_hold_hours']} h   fees {summary['fees_usd']} USD"
         f"   time in market {_pct(summary['exposure']['time_in_market']).lstrip('+')}",
-        "  buy & hold  " + "   ".join(f"{s} {_pct(r)}" for s, r in bh["per_symbol"].items())
+        "  buy & hold  "
+        + "   ".join(f"{s} {_pct(r)}" for s, r in bh["per_symbol"].items())
         + f"   equal weight {_pct(bh['equal_weight'])}",
         f"  sentiment   {summary['sentiment']}",
         f"  forecasts   {f.get('computed', 0)} computed, {f.get('cached', 0)} cached "

@@ -15,12 +15,41 @@ from kronos_bot.domain import Decision, GateResults
 from kronos_bot.trader.cycle import decision_event
 from kronos_bot.trader.records import PositionRecord
 
-DECISION_COLUMNS = ("time", "symbol", "rsi", "ema_fast", "ema_slow", "macd", "macd_hist", "technical", "sentiment",
-                    "kronos_signal", "kronos_confidence", "p_up", "action", "tier", "notional", "reasons")
-TRADE_COLUMNS = ("symbol", "tier", "entry_time", "entry_price", "qty", "notional", "exit_time", "exit_price",
-                 "exit_reason", "hwm", "fees", "pnl")
+DECISION_COLUMNS = (
+    "time",
+    "symbol",
+    "rsi",
+    "ema_fast",
+    "ema_slow",
+    "macd",
+    "macd_hist",
+    "technical",
+    "sentiment",
+    "kronos_signal",
+    "kronos_confidence",
+    "p_up",
+    "action",
+    "tier",
+    "notional",
+    "reasons",
+)
+TRADE_COLUMNS = (
+    "symbol",
+    "tier",
+    "entry_time",
+    "entry_price",
+    "qty",
+    "notional",
+    "exit_time",
+    "exit_price",
+    "exit_reason",
+    "hwm",
+    "fees",
+    "pnl",
+)
 CENT = Decimal("0.01")
 OPEN = "open"  # exit_reason of a position still open at the end (valued at the last price, no exit fee)
+
 
 def decision_row(time: datetime, decision: Decision, gates: GateResults | None) -> dict[str, Any]:
     """One decisions.csv row (the live decision event, flattened)."""
@@ -53,6 +82,7 @@ def position_fees(p: PositionRecord) -> Decimal:
 
 def trade_row(p: PositionRecord, end_mark: Decimal | None) -> dict[str, Any]:
     """One trades.csv row; a position still open is valued at `end_mark` with exit_reason `open`."""
+    reason: str | None
     if p.is_open:
         pnl = p.qty * end_mark - p.entry_cost if end_mark is not None else None
         exit_time, exit_price, reason = None, end_mark, OPEN

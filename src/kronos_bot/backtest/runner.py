@@ -27,13 +27,13 @@ from kronos_bot.backtest.data import BarStore
 from kronos_bot.backtest.forecast_cache import ForecastBook
 from kronos_bot.backtest.period import Period
 from kronos_bot.backtest.replay import EquityPoint, Replay
-from kronos_bot.backtest.signals import SignalSource
 from kronos_bot.backtest.rows import decision_row
+from kronos_bot.backtest.signals import SignalSource
 from kronos_bot.config import Settings
 from kronos_bot.forecast_types import Forecaster
 from kronos_bot.gates.forecast_cache import sampling_params
-from kronos_bot.trader.records import PositionRecord
 from kronos_bot.market.news import NewsFeed, NewsProvider
+from kronos_bot.trader.records import PositionRecord
 
 HOUR = timedelta(hours=1)
 DEFAULT_BATCH_HOURS = 4
@@ -63,7 +63,7 @@ class BacktestRun:
 
 
 def _chunks(items: list[datetime], size: int) -> list[list[datetime]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def run_backtest(
@@ -85,7 +85,11 @@ def run_backtest(
         raise ValueError(f"no bars loaded for {', '.join(missing)}")
     params = sampling_params(settings.gates.kronos, settings.forecaster.max_context)
     book = ForecastBook(forecaster, cache, params) if forecaster is not None else None
-    feed = NewsFeed(news, settings.gates.sentiment) if news is not None else NewsFeed(None, settings.gates.sentiment, NO_ARCHIVE)
+    feed = (
+        NewsFeed(news, settings.gates.sentiment)
+        if news is not None
+        else NewsFeed(None, settings.gates.sentiment, NO_ARCHIVE)
+    )
     source = SignalSource(settings, store, book, feed, cache)
     replay = Replay(settings, store, period.start)
     run = BacktestRun(settings=settings, period=period, sentiment=news_note or NO_ARCHIVE)
@@ -132,17 +136,21 @@ def run_backtest(
     run.benchmark = _equal_weight(store, settings, boundaries, run.start_marks)
     run.entry_outcomes = dict(Counter(e.status for e in replay.entries))
     run.forecasts = book.stats() if book is not None else {}
-    run.memo = {"bars_hits": source.bars_memo.memo.hits, "bars_misses": source.bars_memo.memo.misses,
-                "technical_hits": source.technical_memo.memo.hits,
-                "technical_misses": source.technical_memo.memo.misses}
+    run.memo = {
+        "bars_hits": source.bars_memo.memo.hits,
+        "bars_misses": source.bars_memo.memo.misses,
+        "technical_hits": source.technical_memo.memo.hits,
+        "technical_misses": source.technical_memo.memo.misses,
+    }
     run.exit_mismatches = replay.exit_mismatches
     replay.close()
     run.seconds = time.perf_counter() - started
     return run
 
 
-def _equal_weight(store: BarStore, settings: Settings, boundaries: list[datetime],
-                  start_marks: dict[str, Decimal | None]) -> list[Decimal]:
+def _equal_weight(
+    store: BarStore, settings: Settings, boundaries: list[datetime], start_marks: dict[str, Decimal | None]
+) -> list[Decimal]:
     """Starting cash split equally over the symbols at the first boundary, held to the end (no fees)."""
     cash = Decimal(str(settings.broker.sim.starting_cash))
     held = [s for s, m in start_marks.items() if m]

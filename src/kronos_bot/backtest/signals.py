@@ -78,12 +78,14 @@ class SignalSource:
         for t in times:
             valid = [s for s in self.symbols if cells[(t, s)].checked.ok]
             sentiment = sentiment_gates(valid, t, self.settings.gates.sentiment, self.news_feed) if valid else {}
-            out.append(HourSignals(
-                time=t,
-                gates=[GateResults(s, technical[(t, s)], sentiment[s], kronos[(t, s)]) for s in valid],
-                problems={s: cells[(t, s)].checked.problem_text for s in self.symbols if s not in valid},
-                last_close={s: Decimal(repr(cells[(t, s)].checked.last_close)) for s in valid},
-            ))
+            out.append(
+                HourSignals(
+                    time=t,
+                    gates=[GateResults(s, technical[(t, s)], sentiment[s], kronos[(t, s)]) for s in valid],
+                    problems={s: cells[(t, s)].checked.problem_text for s in self.symbols if s not in valid},
+                    last_close={s: Decimal(repr(cells[(t, s)].checked.last_close)) for s in valid},
+                )
+            )
         return out
 
     def _frame(self, cell: _Cell) -> pd.DataFrame:
@@ -118,8 +120,11 @@ class SignalSource:
             # `results` holds exactly the hits here.
             computed = self.book.compute(list(jobs.values()), rows=len(cells) - len(results))
             for cell_key, job in jobs.items():
-                forecast = computed[job.key]
+                outcome = computed[job.key]
                 last_close = cells[cell_key].checked.last_close
-                results[cell_key] = (unavailable(forecast, settings.method, last_close) if isinstance(forecast, str)
-                                     else kronos_gate(forecast, last_close, settings))
+                results[cell_key] = (
+                    unavailable(outcome, settings.method, last_close)
+                    if isinstance(outcome, str)
+                    else kronos_gate(outcome, last_close, settings)
+                )
         return results

@@ -39,8 +39,10 @@ def build_summary(run: BacktestRun) -> dict[str, Any]:
     still_open = [p for p in run.positions if p.is_open]
     holds = [(p.exit_time - p.entry_time).total_seconds() / 3600 for p in closed if p.exit_time]
     in_market, invested_fraction = metrics.exposure(invested, equity)
-    bh = {sym: _round(float(run.end_marks[sym] / m - 1)) if m and run.end_marks.get(sym) else None
-          for sym, m in run.start_marks.items()}
+    bh = {
+        sym: _round(float(end / m - 1)) if m and (end := run.end_marks.get(sym)) else None
+        for sym, m in run.start_marks.items()
+    }
     bh_curve = [float(v) for v in run.benchmark]
     actions = Counter(d["action"] for d in run.decisions)
     skip_reasons: Counter[str] = Counter()
@@ -70,15 +72,25 @@ def build_summary(run: BacktestRun) -> dict[str, Any]:
         "realized_pnl_usd": str(realized.quantize(CENT)),
         "fees_usd": str(fees.quantize(CENT)),
         "exposure": {"time_in_market": _round(in_market, 4), "avg_invested_fraction": _round(invested_fraction, 4)},
-        "buy_and_hold": {"per_symbol": bh, "equal_weight": _round(metrics.period_return(bh_curve)),
-                         "equal_weight_max_drawdown": _round(metrics.max_drawdown(bh_curve)),
-                         "note": "price return from the first to the last boundary, before fees"},
-        "decisions": {"total": len(run.decisions), "enter": actions.get("ENTER", 0), "skip": actions.get("SKIP", 0),
-                      "skip_reasons": dict(skip_reasons.most_common())},
+        "buy_and_hold": {
+            "per_symbol": bh,
+            "equal_weight": _round(metrics.period_return(bh_curve)),
+            "equal_weight_max_drawdown": _round(metrics.max_drawdown(bh_curve)),
+            "note": "price return from the first to the last boundary, before fees",
+        },
+        "decisions": {
+            "total": len(run.decisions),
+            "enter": actions.get("ENTER", 0),
+            "skip": actions.get("SKIP", 0),
+            "skip_reasons": dict(skip_reasons.most_common()),
+        },
         "entry_outcomes": run.entry_outcomes,
         "sentiment": run.sentiment,
-        "kronos": {"sampling": s.gates.kronos.model_dump(), "forecasts": run.forecasts,
-                   "model": _model_label(run.model_info)},
+        "kronos": {
+            "sampling": s.gates.kronos.model_dump(),
+            "forecasts": run.forecasts,
+            "model": _model_label(run.model_info),
+        },
         "costs": {"fee_percent": s.broker.sim.fee_percent, "slippage_bps": s.broker.sim.slippage_bps},
         "rules": {"fills": FILL_RULE, "intra_bar": INTRA_BAR_RULE},
         "memo": run.memo,

@@ -7,8 +7,9 @@ Safety rules this adapter enforces (issue 6):
     itself (3 x 3 s sleeps, `alpaca/common/rest.py`) and sends requests without any timeout; we set its
     retry count to 0 and give its `requests.Session` our timeout, then retry ourselves: reads on
     timeouts/5xx/429 with backoff (Retry-After wins), orders ONLY after looking the order up by
-    client_order_id -- so a request whose response was lost can never buy twice. A duplicate client_order_id (422) resolves to the existing
-    order. 4xx rejects (403 insufficient balance, 422 invalid) raise OrderRejected at once: no retry storm.
+    client_order_id -- so a request whose response was lost can never buy twice. A duplicate
+    client_order_id (422) resolves to the existing order. 4xx rejects (403 insufficient balance,
+    422 invalid) raise OrderRejected at once: no retry storm.
   * Market buys by notional (GTC), sells by quantity rounded DOWN to the asset's min_trade_increment;
     orders below min_order_size / the configured min notional raise OrderSkipped without being sent.
   * 401 (and 403 on a read) means our keys are refused: `BrokerAuthError`, never retried, reported as the
@@ -34,6 +35,7 @@ from alpaca.trading.enums import OrderSide as AlpacaSide
 from alpaca.trading.enums import QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest, ReplaceOrderRequest, StopLimitOrderRequest
 
+from kronos_bot import retry
 from kronos_bot.broker.base import (
     QTY_STEP_DEFAULT,
     ZERO,
@@ -56,9 +58,8 @@ from kronos_bot.broker.base import (
     to_decimal,
 )
 from kronos_bot.config import Settings
-from kronos_bot import retry
-from kronos_bot.retry import Failure, OutageLog, RetryFailed, RetryPolicy, parse_retry_after
 from kronos_bot.logs import get_logger, register_secrets
+from kronos_bot.retry import Failure, OutageLog, RetryFailed, RetryPolicy, parse_retry_after
 
 LIVE_CONFIRM_VALUE = "I_UNDERSTAND"
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -123,7 +124,7 @@ class _TimeoutSession(requests.Session):
         super().__init__()
         self.timeout = timeout
 
-    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
         return super().request(method, url, *args, **kwargs)
 
@@ -143,7 +144,7 @@ def install_request_policy(client: TradingClient, timeout: float) -> TradingClie
 def _status_of(exc: APIError) -> int | None:
     try:
         return exc.status_code
-    except Exception:  # noqa: BLE001 - alpaca-py builds this from the response; be defensive
+    except Exception:
         return None
 
 
@@ -241,7 +242,9 @@ class AlpacaBroker:
         self.max_attempts = max(1, max_attempts)
         self.sleep = sleep
         self.policy = RetryPolicy(
-            max_attempts=self.max_attempts, backoff_seconds=backoff_seconds, max_delay_seconds=MAX_RETRY_DELAY_SECONDS,
+            max_attempts=self.max_attempts,
+            backoff_seconds=backoff_seconds,
+            max_delay_seconds=MAX_RETRY_DELAY_SECONDS,
             sleep=sleep,
             repeats=(lambda event: health.repeat(("broker", "broker_auth"), event)) if health is not None else None,
         )
@@ -339,15 +342,24 @@ class AlpacaBroker:
                 raise
 
         def on_retry(number: int, delay: float, failure: Failure) -> None:
-            self.policy.log(log, "order.retry", what=what, client_order_id=client_order_id, attempt=number,
-                            delay=delay, error=failure.description)
+            self.policy.log(
+                log,
+                "order.retry",
+                what=what,
+                client_order_id=client_order_id,
+                attempt=number,
+                delay=delay,
+                error=failure.description,
+            )
 
         try:
             return retry.call(attempt, policy=self.policy, classify=_classify, on_retry=on_retry)
         except RetryFailed as exc:
-            raise self._down(BrokerUnavailable(
-                f"{what} {client_order_id}: no answer after {exc.attempts} attempts: {exc.failure.description}"
-            )) from exc.__cause__
+            raise self._down(
+                BrokerUnavailable(
+                    f"{what} {client_order_id}: no answer after {exc.attempts} attempts: {exc.failure.description}"
+                )
+            ) from exc.__cause__
 
     def _send_order(self, what: str, client_order_id: str, call: Callable[[], Any]) -> OrderResult:
         """One request; a refusal that no retry can change becomes OrderRejected (or BrokerAuthError)."""
@@ -381,8 +393,13 @@ class AlpacaBroker:
             log.warning("order.lookup_failed", client_order_id=client_order_id, error=str(exc))
             return None
         if found is not None:
-            log.info("order.recovered", what=what, client_order_id=client_order_id, order_id=found.order_id,
-                     error=type(error).__name__)
+            log.info(
+                "order.recovered",
+                what=what,
+                client_order_id=client_order_id,
+                order_id=found.order_id,
+                error=type(error).__name__,
+            )
         return found
 
     # ----- reads -----

@@ -90,9 +90,11 @@ class BrokerAuthError(BrokerUnavailable):
     exits keep trying); retrying sooner would not help, so it is never retried within a call.
     """
 
-    FIX = ("check ALPACA_API_KEY / ALPACA_SECRET_KEY in the environment or .env: paper keys work only with "
-           "broker.live: false and live keys only with broker.live: true; regenerate revoked keys in the "
-           "Alpaca dashboard, then restart")
+    FIX = (
+        "check ALPACA_API_KEY / ALPACA_SECRET_KEY in the environment or .env: paper keys work only with "
+        "broker.live: false and live keys only with broker.live: true; regenerate revoked keys in the "
+        "Alpaca dashboard, then restart"
+    )
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
@@ -282,12 +284,16 @@ def check_buy_notional(
     rounded = round_down(notional, CENT)
     if rounded <= 0 or (min_notional and rounded < min_notional):
         raise OrderSkipped("below_min_notional", f"notional {rounded} < min notional {min_notional}")
-    if price_hint is not None and price_hint > 0 and asset.min_order_size:
-        if rounded / price_hint < asset.min_order_size:
-            raise OrderSkipped(
-                "below_min_order_size",
-                f"notional {rounded} buys {rounded / price_hint:.9f} < min_order_size {asset.min_order_size}",
-            )
+    if (
+        price_hint is not None
+        and price_hint > 0
+        and asset.min_order_size
+        and rounded / price_hint < asset.min_order_size
+    ):
+        raise OrderSkipped(
+            "below_min_order_size",
+            f"notional {rounded} buys {rounded / price_hint:.9f} < min_order_size {asset.min_order_size}",
+        )
     return rounded
 
 

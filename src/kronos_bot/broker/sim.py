@@ -7,11 +7,12 @@ charges the fee the way Alpaca charges crypto fees -- in the asset received:
     sell: USD received = qty x fill price x (1 - fee)
 so the position holds less than was filled and exits must sell the held quantity, exactly as live.
 
-State (cash, positions, orders) lives in the journal's file (`sim_store`), so a dry run survives restarts. The price source
-and the clock are injected: the daemon passes the latest-trade lookup and the wall clock, a backtest passes
-the replayed bar's price and time. Stop_limit sells (the backstop) rest until `on_price` / `on_bar` says
-the market crossed them; like Alpaca, an open sell order holds its quantity (a market sell of more than
-the un-held quantity is rejected), which is why the exit path cancels the backstop first.
+State (cash, positions, orders) lives in the journal's file (`sim_store`), so a dry run survives restarts.
+The price source and the clock are injected: the daemon passes the latest-trade lookup and the wall
+clock, a backtest passes the replayed bar's price and time. Stop_limit sells (the backstop) rest until
+`on_price` / `on_bar` says the market crossed them; like Alpaca, an open sell order holds its quantity
+(a market sell of more than the un-held quantity is rejected), which is why the exit path cancels the
+backstop first.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from kronos_bot.broker.base import (
 )
 from kronos_bot.broker.sim_store import SimStore
 from kronos_bot.config import SimBrokerSettings
-from kronos_bot.trader.journal import Journal
 from kronos_bot.logs import get_logger
+from kronos_bot.trader.journal import Journal
 
 PriceSource = Callable[[str], Decimal | None]
 Clock = Callable[[], datetime]

@@ -24,7 +24,6 @@ class SimStore:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
 
-
     def cash(self, starting_cash: Decimal) -> Decimal:
         """The sim account's cash, created with `starting_cash` on first use."""
         with self.journal.transaction() as conn:
@@ -38,7 +37,10 @@ class SimStore:
             return Decimal(row["cash"])
 
     def set_cash(self, cash: Decimal) -> None:
-        self.journal.execute("UPDATE sim_account SET cash = ?, updated_at = ? WHERE id = 1", (encode_decimal(cash), encode_time(utcnow())))
+        self.journal.execute(
+            "UPDATE sim_account SET cash = ?, updated_at = ? WHERE id = 1",
+            (encode_decimal(cash), encode_time(utcnow())),
+        )
 
     def positions(self) -> dict[str, tuple[Decimal, Decimal]]:
         """symbol -> (qty, avg_entry_price)."""

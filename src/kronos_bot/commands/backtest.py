@@ -18,9 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     add_model_arguments(parser)
     parser.add_argument("--out", default="var/backtest", help="output directory (default: var/backtest)")
-    parser.add_argument("--news", metavar="FILE",
-                        help="JSONL news archive (id, created_at, headline, summary, symbols); without it sentiment "
-                             "is NO_DATA")
+    parser.add_argument(
+        "--news",
+        metavar="FILE",
+        help="JSONL news archive (id, created_at, headline, summary, symbols); without it sentiment is NO_DATA",
+    )
     parser.add_argument("--fee-percent", type=float, help="fee per fill, percent (default: broker.sim.fee_percent)")
     parser.add_argument("--slippage-bps", type=float, help="slippage, basis points (default: broker.sim.slippage_bps)")
     parser.add_argument("--starting-cash", type=float, help="USD (default: broker.sim.starting_cash)")
@@ -35,13 +37,19 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     from kronos_bot.logs import configure_logging, get_logger
 
     # Thousands of hourly cycles: only warnings unless a level was asked for explicitly.
-    configure_logging(level=args.log_level or "WARNING", fmt=args.log_format or settings.logging.format,
-                      stream=sys.stderr)
+    configure_logging(
+        level=args.log_level or "WARNING", fmt=args.log_format or settings.logging.format, stream=sys.stderr
+    )
     log = get_logger("kronos_bot.backtest")
     try:
         run_settings = backtest_settings(
-            settings, symbols=inputs.symbols_of(args, settings), samples=args.samples, seed=args.seed,
-            fee_percent=args.fee_percent, slippage_bps=args.slippage_bps, starting_cash=args.starting_cash,
+            settings,
+            symbols=inputs.symbols_of(args, settings),
+            samples=args.samples,
+            seed=args.seed,
+            fee_percent=args.fee_percent,
+            slippage_bps=args.slippage_bps,
+            starting_cash=args.starting_cash,
         )
         store = inputs.load_store(args, run_settings, list(run_settings.symbols))
         period = inputs.resolve_period(args, store, run_settings)
@@ -54,8 +62,17 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         print(f"kronos-bot backtest: {exc}", file=sys.stderr)
         return 2
     with inputs.model_run(args, run_settings, "backtest") as (forecaster, cache, update):
-        run = run_backtest(run_settings, store, period, forecaster=forecaster, cache=cache, news=news, news_note=note,
-                           batch_hours=args.batch_hours, progress=update)
+        run = run_backtest(
+            run_settings,
+            store,
+            period,
+            forecaster=forecaster,
+            cache=cache,
+            news=news,
+            news_note=note,
+            batch_hours=args.batch_hours,
+            progress=update,
+        )
     summary = write_backtest_report(run, args.out)
     log.info("backtest.done", out=args.out, seconds=summary["seconds"])
     for line in summary_lines(summary, args.out):

@@ -52,8 +52,11 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         last_id = max((row["id"] for row in rows), default=0)
         while args.follow:
             time.sleep(args.interval)
-            fresh = [r for r in journal.recent_decisions(since=since, symbol=args.symbol, limit=args.limit)
-                     if r["id"] > last_id]
+            fresh = [
+                r
+                for r in journal.recent_decisions(since=since, symbol=args.symbol, limit=args.limit)
+                if r["id"] > last_id
+            ]
             for row in reversed(fresh):
                 print(format_decision(row), flush=True)
                 last_id = max(last_id, row["id"])

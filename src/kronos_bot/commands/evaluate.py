@@ -21,8 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--horizon", type=int, help="bars ahead (default: gates.kronos.horizon)")
     parser.add_argument("--stride", type=int, default=1, help="hours between forecast origins (default 1)")
     parser.add_argument("--drift-window", type=int, default=24, help="log returns averaged by the drift baseline")
-    parser.add_argument("--trend-threshold", type=float, default=0.3,
-                        help="efficiency ratio at or above which a window counts as trending (default 0.3)")
+    parser.add_argument(
+        "--trend-threshold",
+        type=float,
+        default=0.3,
+        help="efficiency ratio at or above which a window counts as trending (default 0.3)",
+    )
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -32,14 +36,20 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     from kronos_bot.backtest.options import backtest_settings
     from kronos_bot.logs import configure_logging
 
-    configure_logging(level=args.log_level or "WARNING", fmt=args.log_format or settings.logging.format,
-                      stream=sys.stderr)
+    configure_logging(
+        level=args.log_level or "WARNING", fmt=args.log_format or settings.logging.format, stream=sys.stderr
+    )
     try:
-        run_settings = backtest_settings(settings, symbols=inputs.symbols_of(args, settings), samples=args.samples,
-                                         seed=args.seed)
-        options = EvaluateOptions(horizon=args.horizon or run_settings.gates.kronos.horizon, stride=args.stride,
-                                  drift_window=args.drift_window, trend_threshold=args.trend_threshold,
-                                  batch_hours=args.batch_hours)
+        run_settings = backtest_settings(
+            settings, symbols=inputs.symbols_of(args, settings), samples=args.samples, seed=args.seed
+        )
+        options = EvaluateOptions(
+            horizon=args.horizon or run_settings.gates.kronos.horizon,
+            stride=args.stride,
+            drift_window=args.drift_window,
+            trend_threshold=args.trend_threshold,
+            batch_hours=args.batch_hours,
+        )
         if options.horizon < 1 or options.stride < 1 or options.drift_window < 1:
             raise ValueError("--horizon, --stride and --drift-window must be >= 1")
         store = inputs.load_store(args, run_settings, list(run_settings.symbols))
@@ -48,8 +58,9 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         print(f"kronos-bot evaluate: {exc}", file=sys.stderr)
         return 2
     with inputs.model_run(args, run_settings, "evaluate") as (forecaster, cache, update):
-        run = run_evaluate(run_settings, store, period, forecaster=forecaster, cache=cache, options=options,
-                           progress=update)
+        run = run_evaluate(
+            run_settings, store, period, forecaster=forecaster, cache=cache, options=options, progress=update
+        )
     summary = write_evaluate_report(run, args.out)
     for line in table_lines(summary):
         print(line)

@@ -39,21 +39,34 @@ class CsvError(ValueError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("symbol", nargs="?", metavar="SYMBOL",
-                        help="live: the last closed hourly Alpaca bars of this symbol, e.g. BTC/USD")
-    source.add_argument("--csv", metavar="FILE",
-                        help="bars: timestamp,open,high,low,close,volume[,amount]; ISO times, UTC if no offset")
-    parser.add_argument("--context", metavar="N", type=int, default=60,
-                        help="context bars: the last N rows (default 60)")
+    source.add_argument(
+        "symbol",
+        nargs="?",
+        metavar="SYMBOL",
+        help="live: the last closed hourly Alpaca bars of this symbol, e.g. BTC/USD",
+    )
+    source.add_argument(
+        "--csv", metavar="FILE", help="bars: timestamp,open,high,low,close,volume[,amount]; ISO times, UTC if no offset"
+    )
+    parser.add_argument(
+        "--context", metavar="N", type=int, default=60, help="context bars: the last N rows (default 60)"
+    )
     parser.add_argument("--pred-len", metavar="N", type=int, default=4, help="bars to predict (default 4)")
     parser.add_argument("--samples", metavar="N", type=int, default=1, help="sampled paths, averaged (default 1)")
-    parser.add_argument("--temperature", metavar="T", type=float, default=1.0,
-                        help="sampling temperature (default 1.0)")
+    parser.add_argument(
+        "--temperature", metavar="T", type=float, default=1.0, help="sampling temperature (default 1.0)"
+    )
     parser.add_argument("--top-p", metavar="P", type=float, default=0.9, help="nucleus sampling mass (default 0.9)")
-    parser.add_argument("--top-k", metavar="K", type=int, default=0,
-                        help="keep the K likeliest tokens (0 off, 1 greedy)")
-    parser.add_argument("--max-context", metavar="N", type=int, default=None,
-                        help="longest token window (default: forecaster.max_context)")
+    parser.add_argument(
+        "--top-k", metavar="K", type=int, default=0, help="keep the K likeliest tokens (0 off, 1 greedy)"
+    )
+    parser.add_argument(
+        "--max-context",
+        metavar="N",
+        type=int,
+        default=None,
+        help="longest token window (default: forecaster.max_context)",
+    )
     parser.add_argument("--seed", metavar="S", type=int, default=None, help="random seed (default: fresh, reported)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     model = parser.add_argument_group("model (default: from the config)")
@@ -103,7 +116,11 @@ def live_bars(symbol: str, context: int, settings: Settings) -> dict[str, list[A
     wanted = settings.model_copy(update={"bars": settings.bars.model_copy(update={"count": context})})
     result = AlpacaMarketData(wanted).closed_bars([symbol]).get(symbol)
     if not isinstance(result, pd.DataFrame):
-        reason = f"{result.reason}: {result.detail}" if result is not None and result.detail else getattr(result, "reason", "no bars")
+        reason = (
+            f"{result.reason}: {result.detail}"
+            if result is not None and result.detail
+            else getattr(result, "reason", "no bars")
+        )
         raise CsvError(f"no usable bars for {symbol}: {reason}")
     out: dict[str, list[Any]] = {"timestamp": [ts.to_pydatetime() for ts in result.index]}
     for column in REQUIRED_COLUMNS:
@@ -121,7 +138,7 @@ def _parse_time(text: str | None, path: Path, line: int) -> datetime:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    from kronos_bot.forecast_types import ForecastInputError, ForecasterUnavailable, SamplingParams, SeriesInput
+    from kronos_bot.forecast_types import ForecasterUnavailable, ForecastInputError, SamplingParams, SeriesInput
 
     fs = settings.forecaster
     try:
@@ -211,8 +228,15 @@ def _as_json(result: Any, used: dict[str, object]) -> dict[str, object]:
         "id": result.id,
         "last_close": result.last_close,
         "candles": [
-            {"timestamp": c.timestamp.isoformat(), "open": c.open, "high": c.high, "low": c.low, "close": c.close,
-             "volume": c.volume, "amount": c.amount}
+            {
+                "timestamp": c.timestamp.isoformat(),
+                "open": c.open,
+                "high": c.high,
+                "low": c.low,
+                "close": c.close,
+                "volume": c.volume,
+                "amount": c.amount,
+            }
             for c in result.candles
         ],
         "p_up": result.p_up,
@@ -225,10 +249,13 @@ def _as_json(result: Any, used: dict[str, object]) -> dict[str, object]:
 def _print_table(result: Any, used: dict[str, object], last_time: datetime) -> None:
     model = used["model"]
     source = model.get("source") if isinstance(model, dict) else model
-    print(f"{result.id}: {used['context']} context bars up to {last_time.isoformat()}, "
-          f"last close {result.last_close:g}")
-    print(f"model {source}; {used['samples']} sample(s), T={used['temperature']}, top_p={used['top_p']}, "
-          f"top_k={used['top_k']}, seed={used['seed']}; {result.compute_seconds:.3f} s")
+    print(
+        f"{result.id}: {used['context']} context bars up to {last_time.isoformat()}, last close {result.last_close:g}"
+    )
+    print(
+        f"model {source}; {used['samples']} sample(s), T={used['temperature']}, top_p={used['top_p']}, "
+        f"top_k={used['top_k']}, seed={used['seed']}; {result.compute_seconds:.3f} s"
+    )
     header = f"{'timestamp (UTC)':<26}{'open':>12}{'high':>12}{'low':>12}{'close':>12}{'volume':>14}{'amount':>16}"
     quantiles = result.close_quantiles
     show_q = used["samples"] != 1
@@ -236,8 +263,10 @@ def _print_table(result: Any, used: dict[str, object], last_time: datetime) -> N
         header += f"{'close p10':>12}{'p50':>12}{'p90':>12}"
     print(header)
     for i, c in enumerate(result.candles):
-        line = (f"{c.timestamp.isoformat():<26}{c.open:>12.6g}{c.high:>12.6g}{c.low:>12.6g}{c.close:>12.6g}"
-                f"{c.volume:>14.6g}{c.amount:>16.6g}")
+        line = (
+            f"{c.timestamp.isoformat():<26}{c.open:>12.6g}{c.high:>12.6g}{c.low:>12.6g}{c.close:>12.6g}"
+            f"{c.volume:>14.6g}{c.amount:>16.6g}"
+        )
         if show_q:
             line += "".join(f"{quantiles[q][i]:>12.6g}" for q in ("p10", "p50", "p90"))
         print(line)

@@ -24,8 +24,9 @@ EXIT_REFUSED = 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_argument_group("where to listen (default: forecaster.socket_path)")
     where.add_argument("--socket", metavar="PATH", help="Unix socket path (mode 0660, directory created)")
-    where.add_argument("--host", metavar="H", help="TCP address instead of the socket (non-loopback needs "
-                       "KRONOS_BOT_FORECASTER_TOKEN)")
+    where.add_argument(
+        "--host", metavar="H", help="TCP address instead of the socket (non-loopback needs KRONOS_BOT_FORECASTER_TOKEN)"
+    )
     where.add_argument("--port", metavar="P", type=int, help="TCP port (default: forecaster.port)")
     model = parser.add_argument_group("model (default: from the config)")
     model.add_argument("--model", metavar="M", help="predictor: Hub repo id or local directory")

@@ -21,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     from kronos_bot.broker.alpaca import LiveTradingRefused
-    from kronos_bot.trader.decision_table import render_events
     from kronos_bot.logs import get_logger
     from kronos_bot.trader.daemon import build_trader_parts
+    from kronos_bot.trader.decision_table import render_events
 
     log = get_logger("kronos_bot.once")
     # With or without --trade: the cycle journals its decisions, so build_trader_parts always opens the journal.
@@ -42,10 +42,19 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         parts.close()
     if args.json:
-        print(json.dumps({"cycle_id": report.cycle_id, "status": report.status, "decisions": report.events,
-                          "entries": [{"symbol": e.symbol, "status": e.status, "reason": e.reason}
-                                      for e in report.entries],
-                          "durations": report.durations}, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "cycle_id": report.cycle_id,
+                    "status": report.status,
+                    "decisions": report.events,
+                    "entries": [{"symbol": e.symbol, "status": e.status, "reason": e.reason} for e in report.entries],
+                    "durations": report.durations,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     else:
         for line in render_events(report.events, include_notable=False):
             print(line)

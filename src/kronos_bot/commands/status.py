@@ -31,7 +31,7 @@ def _forecaster_health(settings: Settings) -> dict[str, Any]:
         return {"state": "inprocess", "detail": "forecaster.mode is inprocess: the model loads inside each command"}
     try:
         client = ForecasterClient.from_settings(settings)
-    except Exception as exc:  # noqa: BLE001 - a status line, not a crash
+    except Exception as exc:
         return {"state": "down", "error": f"{type(exc).__name__}: {exc}"}
     client.max_attempts = 1
     try:
@@ -42,7 +42,7 @@ def _forecaster_health(settings: Settings) -> dict[str, Any]:
         elif state == "ready":
             try:
                 out["model"] = client.model_info().get("model")
-            except Exception as exc:  # noqa: BLE001 - e.g. 401: the model is unknown, the rest still shows
+            except Exception as exc:
                 out["state"] = "unauthorized" if "401" in str(exc) else "error"
                 out["error"] = str(exc)
         return out
@@ -54,12 +54,19 @@ def _latest_prices(settings: Settings, symbols: list[str]) -> tuple[dict[str, De
     """Latest trades with one short attempt; (prices, why not) -- an outage is a line, not a wait."""
     from kronos_bot.market.bars import AlpacaMarketData
 
-    quick = settings.model_copy(update={"bars": settings.bars.model_copy(update={
-        "max_attempts": 1, "request_timeout_seconds": min(settings.bars.request_timeout_seconds, 3.0),
-    })})
+    quick = settings.model_copy(
+        update={
+            "bars": settings.bars.model_copy(
+                update={
+                    "max_attempts": 1,
+                    "request_timeout_seconds": min(settings.bars.request_timeout_seconds, 3.0),
+                }
+            )
+        }
+    )
     try:
         prices = AlpacaMarketData(quick).latest_prices(symbols)
-    except Exception as exc:  # noqa: BLE001 - status must work during an outage
+    except Exception as exc:
         return {}, f"{type(exc).__name__}: {exc}"
     missing = [s for s in symbols if s not in prices]
     return prices, (f"no latest trade for {', '.join(missing)} (market data down or unreachable)" if missing else None)
@@ -75,7 +82,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     try:
         journal = Journal.from_settings(settings)
-    except Exception as exc:  # noqa: BLE001 - a locked, unreadable or newer journal is a message, not a traceback
+    except Exception as exc:
         print(f"cannot read the journal at {settings.journal.path}: {type(exc).__name__}: {exc}")
         return 1
     try:
@@ -90,13 +97,19 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         for p in positions:
             price = prices.get(p.symbol)
             unrealized = (price - p.entry_price) * p.qty if price is not None else None
-            rows.append({
-                "symbol": p.symbol, "tier": p.tier, "entry_time": p.entry_time.isoformat(),
-                "entry_price": str(p.entry_price), "qty": str(p.qty), "hwm": str(p.hwm),
-                "stop": str(p.stop_price) if p.stop_price is not None else None,
-                "price": str(price) if price is not None else None,
-                "unrealized_pnl": str(unrealized.quantize(Decimal("0.01"))) if unrealized is not None else None,
-            })
+            rows.append(
+                {
+                    "symbol": p.symbol,
+                    "tier": p.tier,
+                    "entry_time": p.entry_time.isoformat(),
+                    "entry_price": str(p.entry_price),
+                    "qty": str(p.qty),
+                    "hwm": str(p.hwm),
+                    "stop": str(p.stop_price) if p.stop_price is not None else None,
+                    "price": str(price) if price is not None else None,
+                    "unrealized_pnl": str(unrealized.quantize(Decimal("0.01"))) if unrealized is not None else None,
+                }
+            )
         cycles = journal.recent_cycles(limit=1, kind="entry")
         forecaster = _forecaster_health(settings)
         if forecaster.get("state") not in ("ready", "inprocess"):
@@ -123,8 +136,13 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         print("open positions: none")
     else:
         print("open positions:")
-        print(f"  {'symbol':9} {'tier':16} {'entry':>12} {'qty':>14} {'hwm':>12} {'stop':>12} {'price':>12} {'unreal.P&L':>10}")
+        print(
+            f"  {'symbol':9} {'tier':16} {'entry':>12} {'qty':>14} {'hwm':>12} {'stop':>12} {'price':>12} "
+            f"{'unreal.P&L':>10}"
+        )
         for r in rows:
-            print(f"  {r['symbol']:9} {str(r['tier']):16} {r['entry_price']:>12} {r['qty']:>14} {r['hwm']:>12} "
-                  f"{str(r['stop']):>12} {str(r['price']):>12} {str(r['unrealized_pnl']):>10}")
+            print(
+                f"  {r['symbol']:9} {r['tier']!s:16} {r['entry_price']:>12} {r['qty']:>14} {r['hwm']:>12} "
+                f"{r['stop']!s:>12} {r['price']!s:>12} {r['unrealized_pnl']!s:>10}"
+            )
     return 0

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from kronos_bot import retry
 from kronos_bot.forecast_types import (
     ForecasterUnavailable,
     ForecastInputError,
@@ -37,7 +38,6 @@ from kronos_bot.forecaster.schemas import (
     request_payload,
     series_forecast,
 )
-from kronos_bot import retry
 from kronos_bot.logs import get_logger
 from kronos_bot.retry import Failure, RetryFailed, RetryPolicy, parse_retry_after
 
@@ -62,8 +62,11 @@ class ForecasterAuthError(ForecasterRequestError):
     """401: the service wants a bearer token and ours is missing or different."""
 
     def __init__(self, endpoint: str, had_token: bool) -> None:
-        hint = ("the token in KRONOS_BOT_FORECASTER_TOKEN does not match the service's" if had_token
-                else "the service requires a token: set KRONOS_BOT_FORECASTER_TOKEN to the service's token")
+        hint = (
+            "the token in KRONOS_BOT_FORECASTER_TOKEN does not match the service's"
+            if had_token
+            else "the service requires a token: set KRONOS_BOT_FORECASTER_TOKEN to the service's token"
+        )
         super().__init__(401, f"{endpoint}: unauthorized; {hint}")
 
 
@@ -147,8 +150,9 @@ class ForecasterClient:
         fingerprint = response.headers.get(MODEL_HEADER)
         if self._info is not None and fingerprint and fingerprint != self._info_fingerprint:
             # The service restarted with another model or limits: the cached model_info() is stale.
-            self.log.warning("forecaster.model_changed", endpoint=self.endpoint,
-                             cached=self._info_fingerprint, now=fingerprint)
+            self.log.warning(
+                "forecaster.model_changed", endpoint=self.endpoint, cached=self._info_fingerprint, now=fingerprint
+            )
             self._info = None
         try:
             parsed = ForecastResponse.model_validate_json(response.content)
@@ -210,20 +214,30 @@ class ForecasterClient:
             state = self.probe(timeout=max(0.1, min(2.0, deadline - time.monotonic())) if timeout else 2.0)
             if state == "ready":
                 info = self.model_info()
-                self.log.info("forecaster.connected", endpoint=self.endpoint,
-                              waited_seconds=round(time.monotonic() - start, 3), model=info.get("model"))
+                self.log.info(
+                    "forecaster.connected",
+                    endpoint=self.endpoint,
+                    waited_seconds=round(time.monotonic() - start, 3),
+                    model=info.get("model"),
+                )
                 return info
             now = time.monotonic()
             if now >= deadline:
-                why = (f"nothing answers: {self.last_probe_error}" if state == "down"
-                       else "model still loading or failed")
+                why = (
+                    f"nothing answers: {self.last_probe_error}" if state == "down" else "model still loading or failed"
+                )
                 raise ForecasterUnavailable(
                     f"forecaster at {self.endpoint} not ready after {timeout:g} s ({why}); "
                     "is kronos-forecaster.service running?"
                 )
             if state != last_state or now - last_log >= 10.0:
-                self.log.info("forecaster.waiting", endpoint=self.endpoint, state=state,
-                              waited_seconds=round(now - start, 1), timeout_seconds=timeout)
+                self.log.info(
+                    "forecaster.waiting",
+                    endpoint=self.endpoint,
+                    state=state,
+                    waited_seconds=round(now - start, 1),
+                    timeout_seconds=timeout,
+                )
                 last_state, last_log = state, now
             self._sleep(min(delay, max(0.0, deadline - now)))
             delay = min(delay * 2, 1.0)
@@ -234,8 +248,13 @@ class ForecasterClient:
         self, method: str, path: str, *, content: str | None = None, retry_read_timeout: bool = True
     ) -> httpx.Response:
         headers = {"Content-Type": "application/json"} if content is not None else None
-        policy = RetryPolicy(max_attempts=self.max_attempts, backoff_seconds=self.backoff_seconds,
-                             max_delay_seconds=MAX_BACKOFF_SECONDS, sleep=self._sleep, repeats=self.repeats)
+        policy = RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff_seconds=self.backoff_seconds,
+            max_delay_seconds=MAX_BACKOFF_SECONDS,
+            sleep=self._sleep,
+            repeats=self.repeats,
+        )
 
         def attempt(_number: int) -> httpx.Response:
             try:
@@ -262,8 +281,16 @@ class ForecasterClient:
             return None
 
         def on_retry(number: int, delay: float, failure: Failure) -> None:
-            policy.log(self.log, "forecaster.retry", endpoint=self.endpoint, path=path, attempt=number,
-                       max_attempts=self.max_attempts, error=failure.description, delay_seconds=round(delay, 3))
+            policy.log(
+                self.log,
+                "forecaster.retry",
+                endpoint=self.endpoint,
+                path=path,
+                attempt=number,
+                max_attempts=self.max_attempts,
+                error=failure.description,
+                delay_seconds=round(delay, 3),
+            )
 
         try:
             return retry.call(attempt, policy=policy, classify=classify, on_retry=on_retry)

@@ -68,8 +68,10 @@ class LazyForecaster:
 
             expected, actual = model_fingerprint(self._identity), model_fingerprint(inner.model_info())
             if expected != actual:
-                raise RuntimeError(f"the loaded model's fingerprint {actual} differs from {expected}, the one its "
-                                   f"checkpoint files promised (device or thread setting not what torch reports?)")
+                raise RuntimeError(
+                    f"the loaded model's fingerprint {actual} differs from {expected}, the one its "
+                    f"checkpoint files promised (device or thread setting not what torch reports?)"
+                )
             self._inner = inner
         return self._inner.forecast(series, params)
 
@@ -120,8 +122,9 @@ def load_model(
     def build() -> Forecaster:
         from kronos_bot.kronos.predictor import build_forecaster
 
-        return build_forecaster(resolved, device=build_device, threads=build_threads,
-                                min_context_bars=fs.min_context_bars)
+        return build_forecaster(
+            resolved, device=build_device, threads=build_threads, min_context_bars=fs.min_context_bars
+        )
 
     if lazy:
         return LazyForecaster(resolved.identity(build_device, build_threads), build)
@@ -134,9 +137,14 @@ def load_inprocess(settings: Any, log: Any = None, **overrides: Any) -> Forecast
     start = time.monotonic()
     forecaster = SerializedForecaster(load_model(settings, **overrides))
     info = forecaster.model_info()
-    log.info("forecaster.inprocess_loaded", load_seconds=round(time.monotonic() - start, 3),
-             model=info.get("model"), tokenizer=info.get("tokenizer"), device=info.get("device"),
-             threads=info.get("threads"))
+    log.info(
+        "forecaster.inprocess_loaded",
+        load_seconds=round(time.monotonic() - start, 3),
+        model=info.get("model"),
+        tokenizer=info.get("tokenizer"),
+        device=info.get("device"),
+        threads=info.get("threads"),
+    )
     return forecaster
 
 

@@ -160,9 +160,7 @@ def _bar_label(timestamps: Sequence[datetime], index: int) -> str:
     return f"bar {index}"
 
 
-def check_series(
-    series: SeriesInput | SeriesIn, *, min_bars: int = 1, max_bars: int | None = None
-) -> str | None:
+def check_series(series: SeriesInput | SeriesIn, *, min_bars: int = 1, max_bars: int | None = None) -> str | None:
     """The first problem that makes this series impossible to forecast, or None when it is fine.
 
     Mirrors the model's own checks (NaN, non-positive prices, high < low, bar counts) so that a bad

@@ -15,6 +15,7 @@ the service. SIGTERM/SIGINT stop uvicorn gracefully and `run` returns 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import math
 import os
@@ -32,8 +33,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from kronos_bot.forecaster.service import ForecastService, ModelLoader, ServiceLimits, create_app
-from kronos_bot.systemd import Notifier
 from kronos_bot.logs import get_logger
+from kronos_bot.systemd import Notifier
 
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_UNIX_PATH_BYTES = 107
@@ -93,8 +94,9 @@ def bind_unix_socket(path: str | os.PathLike[str], log: Any = None) -> socket.so
     log = log or get_logger("kronos_bot.forecaster.server")
     target = Path(path)
     if len(os.fsencode(target)) > MAX_UNIX_PATH_BYTES:
-        raise StartupRefused(f"socket path too long for AF_UNIX ({len(os.fsencode(target))} > "
-                             f"{MAX_UNIX_PATH_BYTES} bytes): {target}")
+        raise StartupRefused(
+            f"socket path too long for AF_UNIX ({len(os.fsencode(target))} > {MAX_UNIX_PATH_BYTES} bytes): {target}"
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True, mode=SOCKET_DIR_MODE)
     except OSError as exc:
@@ -216,8 +218,12 @@ class ForecasterServer:
             if not self.ready_sent and self.uvicorn.started and self.service.state == "ready":
                 self.ready_sent = True
                 self.notifier.ready(f"serving {self.service.label()} on {self.endpoint.describe()}")
-                self.log.info("forecaster.ready", endpoint=self.endpoint.describe(), model=self.service.label(),
-                              ready_after_seconds=self.service.ready_after_seconds)
+                self.log.info(
+                    "forecaster.ready",
+                    endpoint=self.endpoint.describe(),
+                    model=self.service.label(),
+                    ready_after_seconds=self.service.ready_after_seconds,
+                )
             if self.service.state == "failed" and not self.uvicorn.should_exit:
                 self.exit_code = EXIT_LOAD_FAILED
                 self.log.error("forecaster.exiting", reason="model load failed", error=self.service.load_error)
@@ -280,8 +286,7 @@ def run(
         sock.close()
         if socket_path and socket_inode is not None:
             _unlink_if_ours(socket_path, socket_inode)
-    log.info("forecaster.stopped", exit_code=code,
-             signal=signal.Signals(received[0]).name if received else None)
+    log.info("forecaster.stopped", exit_code=code, signal=signal.Signals(received[0]).name if received else None)
     return code
 
 
@@ -342,10 +347,8 @@ class BackgroundServer:
         self._thread.join(timeout)
         self.sock.close()
         if self.endpoint.socket_path:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.endpoint.socket_path)
-            except FileNotFoundError:
-                pass
 
     def __enter__(self) -> BackgroundServer:
         return self.start()

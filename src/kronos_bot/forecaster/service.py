@@ -143,7 +143,7 @@ class ForecastService:
         try:
             model = self._loader()
             info = dict(model.model_info())
-        except BaseException as exc:  # noqa: BLE001 - any failure must reach /readyz and the log
+        except BaseException as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             self._state = "failed"
             self.log.error("forecaster.model_load_failed", error=self.load_error, exc_info=True)
@@ -262,7 +262,7 @@ def _error_response(exc: ApiError) -> JSONResponse:
 
 def _clip(text: str) -> str:
     """Client text as an answer or a log line may repeat it: at most MAX_ID_LENGTH chars, "…" marking a cut."""
-    return text if len(text) <= MAX_ID_LENGTH else text[:MAX_ID_LENGTH - 1] + "…"
+    return text if len(text) <= MAX_ID_LENGTH else text[: MAX_ID_LENGTH - 1] + "…"
 
 
 def _series_label(body: Any, index: int) -> str:
@@ -333,8 +333,9 @@ class BearerAuth:
             scheme, credentials = _bearer(scope)
             if scheme.lower() != b"bearer" or not hmac.compare_digest(credentials, self.secret):
                 self.log.warning("forecaster.unauthorized", path=scope["path"], has_header=bool(scheme))
-                error = ApiError(401, "unauthorized", "missing or wrong bearer token",
-                                 headers={"WWW-Authenticate": "Bearer"})
+                error = ApiError(
+                    401, "unauthorized", "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+                )
                 await _error_response(error)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -460,9 +461,13 @@ def create_app(
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         """The process is alive and its event loop answers (whatever the model's state)."""
-        return {"status": "alive", "state": service.state,
-                "uptime_seconds": round(time.monotonic() - service.created, 3),
-                "load_seconds": service.load_seconds, "ready_after_seconds": service.ready_after_seconds}
+        return {
+            "status": "alive",
+            "state": service.state,
+            "uptime_seconds": round(time.monotonic() - service.created, 3),
+            "load_seconds": service.load_seconds,
+            "ready_after_seconds": service.ready_after_seconds,
+        }
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
@@ -487,8 +492,12 @@ def create_app(
             response = await service.forecast(request)
         except ApiError as exc:
             if exc.status in (413, 422):
-                service.log.warning("forecast.rejected", status=exc.status, detail=exc.detail,
-                                    problems=[p.model_dump() for p in exc.problems[:10]])
+                service.log.warning(
+                    "forecast.rejected",
+                    status=exc.status,
+                    detail=exc.detail,
+                    problems=[p.model_dump() for p in exc.problems[:10]],
+                )
             raise
         except Exception as exc:
             service.log.error("forecast.failed", error=f"{type(exc).__name__}: {exc}", exc_info=True)

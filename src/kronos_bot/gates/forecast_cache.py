@@ -127,7 +127,7 @@ def forecast_symbols(
         if s not in symbols:
             out[s] = "no bars"
     if forecaster is None:
-        return {**out, **{s: "no forecaster configured" for s in symbols}}
+        return {**out, **dict.fromkeys(symbols, "no forecaster configured")}
 
     model: str | None
     model_error: str | None = None
@@ -155,12 +155,12 @@ def forecast_symbols(
             forecasts = forecaster.forecast(batch, params)
         except ForecasterUnavailable as exc:
             log.warning("forecast.unavailable", symbols=list(pending), error=str(exc))
-            out.update({s: f"forecaster unavailable: {exc}" for s in pending})
+            out.update(dict.fromkeys(pending, f"forecaster unavailable: {exc}"))
             break
         except ForecastInputError as exc:
             log.warning("forecast.input_rejected", symbol=exc.series_id, problem=exc.problem)
             if exc.series_id not in pending:
-                out.update({s: f"forecast input rejected: {exc}" for s in pending})
+                out.update(dict.fromkeys(pending, f"forecast input rejected: {exc}"))
                 break
             out[exc.series_id] = f"forecast input rejected: {exc.problem}"
             del pending[exc.series_id]
@@ -173,8 +173,13 @@ def forecast_symbols(
                 continue
             cache.put(key, forecast)
             out[symbol] = forecast
-        log.info("forecast.computed", symbols=list(pending), samples=params.samples, pred_len=params.pred_len,
-                 compute_seconds=round(sum(f.compute_seconds for f in forecasts), 3))
+        log.info(
+            "forecast.computed",
+            symbols=list(pending),
+            samples=params.samples,
+            pred_len=params.pred_len,
+            compute_seconds=round(sum(f.compute_seconds for f in forecasts), 3),
+        )
         break
     return out
 

@@ -58,17 +58,14 @@ def kronos_gate(
         return unavailable(f"invalid last close {last_close!r}", method, last_close)
     index = settings.horizon - 1
     if len(forecast.candles) <= index:
-        return unavailable(f"forecast has {len(forecast.candles)} candle(s), horizon is {settings.horizon}",
-                           method, last_close)
+        return unavailable(
+            f"forecast has {len(forecast.candles)} candle(s), horizon is {settings.horizon}", method, last_close
+        )
     predicted = float(forecast.candles[index].close)
     if not math.isfinite(predicted) or predicted <= 0:
         return unavailable(f"invalid predicted close {predicted!r}", method, last_close)
     pct = (predicted - last_close) / last_close
-    quantiles = {
-        name: float(values[index])
-        for name, values in forecast.close_quantiles.items()
-        if len(values) > index
-    }
+    quantiles = {name: float(values[index]) for name, values in forecast.close_quantiles.items() if len(values) > index}
     shares = _shares(forecast.path_closes, index, last_close, settings.ensemble_threshold_percent / 100.0)
     p_up, p_down = shares if shares is not None else (None, None)
 
@@ -91,8 +88,10 @@ def kronos_gate(
             signal, confidence = KronosSignal.DOWN, p_down
         else:
             signal, confidence = KronosSignal.FLAT, max(1.0 - p_up - p_down, 0.0)
-        rule = (f"P(up) {p_up:.2f}, P(down) {p_down:.2f} over {len(forecast.path_closes)} path(s), "
-                f"band +/-{settings.ensemble_threshold_percent:g}%")
+        rule = (
+            f"P(up) {p_up:.2f}, P(down) {p_down:.2f} over {len(forecast.path_closes)} path(s), "
+            f"band +/-{settings.ensemble_threshold_percent:g}%"
+        )
     actionable = confidence >= settings.min_confidence
     return KronosResult(
         signal=signal,
@@ -106,5 +105,5 @@ def kronos_gate(
         p_down=p_down,
         quantiles=quantiles,
         reason=f"{signal.value} at bar +{settings.horizon}: {rule}; confidence {confidence:.2f} "
-               f"{'>=' if actionable else '<'} {settings.min_confidence:g}",
+        f"{'>=' if actionable else '<'} {settings.min_confidence:g}",
     )

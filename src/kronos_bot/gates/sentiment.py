@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -32,44 +33,143 @@ from kronos_bot.market.news import FearGreedProvider, NewsArticle, NewsFeed
 # Single words (lower case) -> valence. Overrides VADER's own value where both exist.
 CRYPTO_WORDS: dict[str, float] = {
     # security incidents
-    "hack": -2.5, "hacks": -2.5, "hacked": -3.0, "hacker": -2.0, "hackers": -2.2,
-    "exploit": -2.5, "exploits": -2.5, "exploited": -2.8, "exploiter": -2.5, "drained": -2.5,
-    "breach": -2.2, "stolen": -2.8, "theft": -2.8, "vulnerability": -1.5, "depeg": -2.5, "depegged": -2.8,
+    "hack": -2.5,
+    "hacks": -2.5,
+    "hacked": -3.0,
+    "hacker": -2.0,
+    "hackers": -2.2,
+    "exploit": -2.5,
+    "exploits": -2.5,
+    "exploited": -2.8,
+    "exploiter": -2.5,
+    "drained": -2.5,
+    "breach": -2.2,
+    "stolen": -2.8,
+    "theft": -2.8,
+    "vulnerability": -1.5,
+    "depeg": -2.5,
+    "depegged": -2.8,
     # exchanges and listings
-    "delist": -2.5, "delists": -2.5, "delisting": -2.8, "delisted": -2.8,
-    "listing": 1.2, "listed": 1.0, "lists": 0.8,
-    "outage": -2.0, "outages": -2.0, "downtime": -1.5, "halted": -2.0, "halts": -1.8,
+    "delist": -2.5,
+    "delists": -2.5,
+    "delisting": -2.8,
+    "delisted": -2.8,
+    "listing": 1.2,
+    "listed": 1.0,
+    "lists": 0.8,
+    "outage": -2.0,
+    "outages": -2.0,
+    "downtime": -1.5,
+    "halted": -2.0,
+    "halts": -1.8,
     # legal and regulatory
-    "lawsuit": -2.0, "lawsuits": -2.0, "sued": -2.2, "sues": -2.0, "subpoena": -1.8,
-    "indicted": -2.8, "indictment": -2.8, "ponzi": -3.0, "crackdown": -2.2, "probe": -1.5,
-    "investigation": -1.2, "fined": -2.0, "fine": -1.2, "penalty": -1.5,
-    "approves": 1.8, "approve": 1.5,
+    "lawsuit": -2.0,
+    "lawsuits": -2.0,
+    "sued": -2.2,
+    "sues": -2.0,
+    "subpoena": -1.8,
+    "indicted": -2.8,
+    "indictment": -2.8,
+    "ponzi": -3.0,
+    "crackdown": -2.2,
+    "probe": -1.5,
+    "investigation": -1.2,
+    "fined": -2.0,
+    "fine": -1.2,
+    "penalty": -1.5,
+    "approves": 1.8,
+    "approve": 1.5,
     # solvency
-    "bankruptcy": -3.0, "insolvency": -3.0, "insolvent": -3.0,
-    "liquidation": -2.0, "liquidations": -2.0, "liquidated": -2.2,
+    "bankruptcy": -3.0,
+    "insolvency": -3.0,
+    "insolvent": -3.0,
+    "liquidation": -2.0,
+    "liquidations": -2.0,
+    "liquidated": -2.2,
     # market moves
-    "bullish": 2.0, "bearish": -2.0, "surge": 2.0, "surges": 2.0, "surged": 2.0, "soar": 2.2,
-    "soars": 2.2, "soared": 2.2, "rally": 2.0, "rallies": 2.0, "rallied": 2.0, "rebound": 1.5,
-    "rebounds": 1.5, "rebounded": 1.5, "plunge": -2.5, "plunges": -2.5, "plunged": -2.5,
-    "tumble": -2.0, "tumbles": -2.0, "tumbled": -2.0, "slump": -2.0, "slumps": -2.0, "slumped": -2.0,
-    "crash": -2.5, "crashes": -2.5, "crashed": -2.5, "selloff": -2.0, "sell-off": -2.0,
-    "inflows": 1.5, "outflows": -1.5, "ath": 2.5,
+    "bullish": 2.0,
+    "bearish": -2.0,
+    "surge": 2.0,
+    "surges": 2.0,
+    "surged": 2.0,
+    "soar": 2.2,
+    "soars": 2.2,
+    "soared": 2.2,
+    "rally": 2.0,
+    "rallies": 2.0,
+    "rallied": 2.0,
+    "rebound": 1.5,
+    "rebounds": 1.5,
+    "rebounded": 1.5,
+    "plunge": -2.5,
+    "plunges": -2.5,
+    "plunged": -2.5,
+    "tumble": -2.0,
+    "tumbles": -2.0,
+    "tumbled": -2.0,
+    "slump": -2.0,
+    "slumps": -2.0,
+    "slumped": -2.0,
+    "crash": -2.5,
+    "crashes": -2.5,
+    "crashed": -2.5,
+    "selloff": -2.0,
+    "sell-off": -2.0,
+    "inflows": 1.5,
+    "outflows": -1.5,
+    "ath": 2.5,
     # adoption
-    "partnership": 1.8, "partnerships": 1.8, "adoption": 1.8, "integration": 0.8,
-    "launch": 1.0, "launches": 1.0, "launched": 1.0, "upgrade": 1.2, "upgrades": 1.2, "milestone": 1.5,
+    "partnership": 1.8,
+    "partnerships": 1.8,
+    "adoption": 1.8,
+    "integration": 0.8,
+    "launch": 1.0,
+    "launches": 1.0,
+    "launched": 1.0,
+    "upgrade": 1.2,
+    "upgrades": 1.2,
+    "milestone": 1.5,
 }
 
 # Phrases -> valence. Matched case-insensitively on word boundaries; spaces also match hyphens.
 CRYPTO_PHRASES: dict[str, float] = {
-    "all time high": 2.8, "record high": 2.5, "all time low": -2.5, "record low": -2.2,
-    "etf approval": 3.0, "etf approved": 3.0, "approves etf": 3.0, "approved etf": 3.0,
-    "etf rejection": -2.5, "etf rejected": -2.5, "rejects etf": -2.5, "etf denied": -2.5,
-    "sec charges": -3.0, "sec sues": -3.0, "sec lawsuit": -3.0, "charged by the sec": -3.0,
-    "rug pull": -3.2, "rug pulled": -3.2, "rugpull": -3.2, "exit scam": -3.5, "pump and dump": -2.5,
-    "chapter 11": -3.0, "files for bankruptcy": -3.5, "security breach": -2.8, "flash crash": -2.8,
-    "51% attack": -3.0, "halts withdrawals": -3.2, "withdrawals halted": -3.2, "pauses withdrawals": -3.0,
-    "suspends withdrawals": -3.2, "withdrawals suspended": -3.2, "death cross": -1.5, "golden cross": 1.5,
-    "bear market": -1.5, "bull market": 1.5, "strategic reserve": 2.0, "institutional adoption": 2.5,
+    "all time high": 2.8,
+    "record high": 2.5,
+    "all time low": -2.5,
+    "record low": -2.2,
+    "etf approval": 3.0,
+    "etf approved": 3.0,
+    "approves etf": 3.0,
+    "approved etf": 3.0,
+    "etf rejection": -2.5,
+    "etf rejected": -2.5,
+    "rejects etf": -2.5,
+    "etf denied": -2.5,
+    "sec charges": -3.0,
+    "sec sues": -3.0,
+    "sec lawsuit": -3.0,
+    "charged by the sec": -3.0,
+    "rug pull": -3.2,
+    "rug pulled": -3.2,
+    "rugpull": -3.2,
+    "exit scam": -3.5,
+    "pump and dump": -2.5,
+    "chapter 11": -3.0,
+    "files for bankruptcy": -3.5,
+    "security breach": -2.8,
+    "flash crash": -2.8,
+    "51% attack": -3.0,
+    "halts withdrawals": -3.2,
+    "withdrawals halted": -3.2,
+    "pauses withdrawals": -3.0,
+    "suspends withdrawals": -3.2,
+    "withdrawals suspended": -3.2,
+    "death cross": -1.5,
+    "golden cross": 1.5,
+    "bear market": -1.5,
+    "bull market": 1.5,
+    "strategic reserve": 2.0,
+    "institutional adoption": 2.5,
     "mainnet launch": 1.8,
 }
 
@@ -150,8 +250,11 @@ def sentiment_gate(
     lookback = timedelta(hours=settings.lookback_hours)
     window = [a for a in articles if now - a.created_at <= lookback]
     if not window:
-        return SentimentResult(SentimentVerdict.NO_DATA, fear_greed=fear_greed,
-                               reason=f"no articles in the last {settings.lookback_hours} h")
+        return SentimentResult(
+            SentimentVerdict.NO_DATA,
+            fear_greed=fear_greed,
+            reason=f"no articles in the last {settings.lookback_hours} h",
+        )
 
     scored = [(a, score_article(a)) for a in window]
     weights = [recency_weight(now - a.created_at, settings.half_life_hours) for a, _ in scored]
@@ -164,14 +267,20 @@ def sentiment_gate(
     veto_window = timedelta(hours=settings.veto_window_hours)
     recent = [(a, s) for a, s in scored if now - a.created_at <= veto_window]
     worst = min(recent, key=lambda pair: pair[1]) if recent else None
-    common = dict(score=round(score, 4), news_score=round(news_score, 4), articles=len(window),
-                  fear_greed=fear_greed)
+    common: dict[str, Any] = {
+        "score": round(score, 4),
+        "news_score": round(news_score, 4),
+        "articles": len(window),
+        "fear_greed": fear_greed,
+    }
     if worst is not None and worst[1] < settings.veto_threshold:
         article, article_score = worst
         return SentimentResult(
-            SentimentVerdict.BEARISH, veto=True, veto_article=article.headline[:200],
+            SentimentVerdict.BEARISH,
+            veto=True,
+            veto_article=article.headline[:200],
             reason=f"veto: article {article_score:+.2f} < {settings.veto_threshold:+.2f} within "
-                   f"{settings.veto_window_hours} h: {article.headline[:120]!r}",
+            f"{settings.veto_window_hours} h: {article.headline[:120]!r}",
             **common,
         )
     if score >= settings.bullish_threshold:
@@ -184,7 +293,7 @@ def sentiment_gate(
     return SentimentResult(
         verdict,
         reason=f"weighted score {score:+.3f} over {len(window)} article(s){blended}; "
-               f"thresholds {settings.bearish_threshold:+.2f}/{settings.bullish_threshold:+.2f}",
+        f"thresholds {settings.bearish_threshold:+.2f}/{settings.bullish_threshold:+.2f}",
         **common,
     )
 
@@ -206,8 +315,10 @@ def sentiment_gates(
         reading = fear_greed_provider.latest(now)
         fear_greed = reading.value if reading is not None else None
     if feed.unavailable_reason is not None:
-        return {s: sentiment_gate([], now, settings, fear_greed=fear_greed,
-                                  unavailable_reason=feed.unavailable_reason) for s in symbols}
+        return {
+            s: sentiment_gate([], now, settings, fear_greed=fear_greed, unavailable_reason=feed.unavailable_reason)
+            for s in symbols
+        }
     per_symbol: Mapping[str, list[NewsArticle]] = feed.recent(symbols, now)
     results = {}
     for symbol in symbols:

@@ -53,7 +53,7 @@ def ema_values(values: np.ndarray, period: int) -> np.ndarray:
     where = np.flatnonzero(~np.isnan(x))
     if len(where) < period:
         return out
-    out[where[period - 1:]] = _smooth(x[where], 2.0 / (period + 1), period)
+    out[where[period - 1 :]] = _smooth(x[where], 2.0 / (period + 1), period)
     return out
 
 
@@ -122,8 +122,7 @@ def technical_gate(bars: pd.DataFrame, settings: TechnicalSettings) -> Technical
     has_nan = bool(np.isnan(close).any())
     if len(close) < need or has_nan:
         why = "NaN in closes" if has_nan else f"{len(close)} bars, need {need}"
-        return TechnicalResult(TechnicalVerdict.NO_DATA, reason=why,
-                               checks={"rsi": None, "ema": None, "macd": None})
+        return TechnicalResult(TechnicalVerdict.NO_DATA, reason=why, checks={"rsi": None, "ema": None, "macd": None})
 
     last_close = float(close[-1])
     rsi = _num(rsi_values(close, settings.rsi_period)[-1])

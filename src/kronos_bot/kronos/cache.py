@@ -54,9 +54,7 @@ class CacheLayout:
         device = self._prefix_ok.device
         query_sample = torch.arange(self.samples, device=device).repeat_interleave(positions)
         query_step = torch.arange(positions, device=device).repeat(self.samples) + (self.filled - positions)
-        own = (self._slot_sample[None, :] == query_sample[:, None]) & (
-            self._slot_step[None, :] <= query_step[:, None]
-        )
+        own = (self._slot_sample[None, :] == query_sample[:, None]) & (self._slot_step[None, :] <= query_step[:, None])
         visible = (self._prefix_ok[:, None, :] | own[None, :, :])[:, None]
         return torch.zeros(visible.shape, device=device).masked_fill_(~visible, float("-inf"))
 

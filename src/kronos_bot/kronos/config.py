@@ -58,8 +58,19 @@ class TokenizerConfig:
         return self.n_dec_layers - 1
 
     def _check(self, source: str) -> None:
-        _positive(self, source, "d_in", "d_model", "n_heads", "ff_dim", "n_enc_layers", "n_dec_layers",
-                  "s1_bits", "s2_bits", "group_size")
+        _positive(
+            self,
+            source,
+            "d_in",
+            "d_model",
+            "n_heads",
+            "ff_dim",
+            "n_enc_layers",
+            "n_dec_layers",
+            "s1_bits",
+            "s2_bits",
+            "group_size",
+        )
         _check_heads(self.d_model, self.n_heads, source)
         _check_bits(self.s1_bits, self.s2_bits, source)
 
@@ -143,12 +154,10 @@ def _coerce(value: object, type_name: object, key: str, source: str) -> object:
     if kind == "bool":
         if isinstance(value, bool):
             return value
-    elif kind == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif kind == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+    elif kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
     raise KronosConfigError(f"{source}: key {key!r} must be {kind}, got {value!r}")
 
 

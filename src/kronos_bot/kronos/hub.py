@@ -66,11 +66,25 @@ KNOWN_CHECKPOINTS: dict[str, KnownCheckpoint] = {
             15_842_368,
         ),
         # Not pinned yet: a revision (commit hash) must be given, and hashes or verify=False.
-        KnownCheckpoint("NeoQuasar/Kronos-mini", "predictor", None, None, None,
-                        tokenizer="NeoQuasar/Kronos-Tokenizer-2k", max_context=2048),
+        KnownCheckpoint(
+            "NeoQuasar/Kronos-mini",
+            "predictor",
+            None,
+            None,
+            None,
+            tokenizer="NeoQuasar/Kronos-Tokenizer-2k",
+            max_context=2048,
+        ),
         KnownCheckpoint("NeoQuasar/Kronos-Tokenizer-2k", "tokenizer", None, None, None),
-        KnownCheckpoint("NeoQuasar/Kronos-base", "predictor", None, None, None,
-                        tokenizer="NeoQuasar/Kronos-Tokenizer-base", max_context=512),
+        KnownCheckpoint(
+            "NeoQuasar/Kronos-base",
+            "predictor",
+            None,
+            None,
+            None,
+            tokenizer="NeoQuasar/Kronos-Tokenizer-base",
+            max_context=512,
+        ),
     )
 }
 
@@ -175,8 +189,9 @@ def _resolve_local(
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     for path in (config_path, weights_path):
         if not path.is_file():
-            raise ModelLoadError(f"{directory}: missing {path.name} (a checkpoint directory needs "
-                                 f"{CONFIG_FILE} and {WEIGHTS_FILE})")
+            raise ModelLoadError(
+                f"{directory}: missing {path.name} (a checkpoint directory needs {CONFIG_FILE} and {WEIGHTS_FILE})"
+            )
     files = _hashed(source, None, directory, config_path, weights_path)
     if verify and (config_sha or weights_sha):
         _check_hashes(files, config_sha, weights_sha)
@@ -247,7 +262,8 @@ def _check_hashes(files: CheckpointFiles, config_sha: str | None, weights_sha: s
     if problems:
         where = files.source + (f"@{files.revision}" if files.revision else "")
         raise ChecksumMismatchError(
-            f"refusing to load {where}: sha256 mismatch: " + "; ".join(problems)
+            f"refusing to load {where}: sha256 mismatch: "
+            + "; ".join(problems)
             + ". Delete the corrupted file from the cache and download again, or check the pinned hashes."
         )
 
@@ -296,7 +312,7 @@ def _download(
 def _quiet_tqdm_class() -> type:
     from huggingface_hub.utils import tqdm as hf_tqdm
 
-    class _QuietTqdm(hf_tqdm):  # type: ignore[misc, valid-type]
+    class _QuietTqdm(hf_tqdm):
         """Progress bars off when nobody watches (logs, services)."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:

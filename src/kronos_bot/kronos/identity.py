@@ -8,7 +8,7 @@ per run); `KronosPredictor.model_info` reports the very same dictionary once a m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,13 +50,10 @@ class ResolvedCheckpoints:
 
     def identity(self, device: str, threads: int) -> dict[str, object]:
         """What `KronosPredictor.model_info()` will report once these files are loaded (configs parsed here)."""
-        configs = []
-        for files, cls, what in ((self.model, PredictorConfig, "predictor"), (self.tokenizer, TokenizerConfig, "tokenizer")):
-            try:
-                configs.append(config_to_dict(load_config(cls, files.config_path)))
-            except KronosConfigError as exc:
-                # Worded as the loader words it (`predictor._load_module`).
-                raise ModelLoadError(f"cannot load {what} {files.source}: {exc}") from exc
+        configs = [
+            _parsed(self.model, "predictor", lambda path: config_to_dict(load_config(PredictorConfig, path))),
+            _parsed(self.tokenizer, "tokenizer", lambda path: config_to_dict(load_config(TokenizerConfig, path))),
+        ]
         return forecaster_identity(self.info(), configs[0], configs[1], device, threads)
 
 
@@ -78,17 +75,34 @@ def resolve_checkpoints(
         tokenizer = paired_tokenizer(model)
         if tokenizer is None:
             raise ModelLoadError(f"no known tokenizer pairs with {model!r}; pass tokenizer= explicitly")
-    common: dict[str, Any] = dict(cache_dir=cache_dir, verify=verify, local_files_only=local_files_only,
-                                  progress=progress)
+    common: dict[str, Any] = {
+        "cache_dir": cache_dir,
+        "verify": verify,
+        "local_files_only": local_files_only,
+        "progress": progress,
+    }
     model_files = resolve_checkpoint(
-        model, revision=model_revision,
+        model,
+        revision=model_revision,
         config_sha256=model_sha256[0] if model_sha256 else None,
-        weights_sha256=model_sha256[1] if model_sha256 else None, **common,
+        weights_sha256=model_sha256[1] if model_sha256 else None,
+        **common,
     )
     tokenizer_files = resolve_checkpoint(
-        tokenizer, revision=tokenizer_revision,
+        tokenizer,
+        revision=tokenizer_revision,
         config_sha256=tokenizer_sha256[0] if tokenizer_sha256 else None,
-        weights_sha256=tokenizer_sha256[1] if tokenizer_sha256 else None, **common,
+        weights_sha256=tokenizer_sha256[1] if tokenizer_sha256 else None,
+        **common,
     )
     known = KNOWN_CHECKPOINTS.get(model)
     return ResolvedCheckpoints(model_files, tokenizer_files, known.max_context if known else None)
+
+
+def _parsed(files: CheckpointFiles, what: str, parse: Callable[[Path], dict[str, object]]) -> dict[str, object]:
+    """One checkpoint's config.json as `config_to_dict` gives it, or the loader's error wording."""
+    try:
+        return parse(Path(files.config_path))
+    except KronosConfigError as exc:
+        # Worded as the loader words it (`predictor._load_module`).
+        raise ModelLoadError(f"cannot load {what} {files.source}: {exc}") from exc

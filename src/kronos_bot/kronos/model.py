@@ -14,6 +14,7 @@ Two ways to run every transformer stack:
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -81,13 +82,13 @@ class FusedLinear:
             weight = torch.cat([lin.weight.detach() for lin in linears])
             bias = None
             if linears[0].bias is not None:
-                bias = torch.cat([lin.bias.detach() for lin in linears])  # type: ignore[misc]
+                bias = torch.cat([lin.bias.detach() for lin in linears])
             start = 0
             for lin in linears:
                 rows = lin.weight.shape[0]
-                lin.weight.data = weight[start:start + rows]
+                lin.weight.data = weight[start : start + rows]
                 if bias is not None:
-                    lin.bias.data = bias[start:start + rows]
+                    lin.bias.data = bias[start : start + rows]
                 start += rows
         self._weight, self._bias = weight, bias
         self._pointers = self._current(linears)
@@ -185,7 +186,7 @@ class SelfAttention(AttentionWeights):
         fused = self._fused.weights(self.q_proj, self.k_proj, self.v_proj)
         if fused is not None:
             qkv = F.linear(x, fused[0], fused[1]).view(rows, length, 3 * h, hd)
-            qk, v = qkv[:, :, :2 * h], qkv[:, :, 2 * h:]
+            qk, v = qkv[:, :, : 2 * h], qkv[:, :, 2 * h :]
         else:
             qk = torch.cat((self.q_proj(x), self.k_proj(x)), dim=-1).view(rows, length, 2 * h, hd)
             v = self.v_proj(x).view(rows, length, h, hd)
@@ -229,7 +230,7 @@ class TransformerBlock(nn.Module):
 def run_full(blocks: nn.ModuleList, x: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
     """Run blocks causally over whole rows, collecting each layer's (k, v)."""
     kvs: list[tuple[Tensor, Tensor]] = []
-    for block in blocks:
+    for block in _blocks(blocks):
         x, k, v = block.forward_full(x)
         kvs.append((k, v))
     return x, kvs
@@ -260,9 +261,14 @@ class CacheStep:
 
 
 def run_cached(blocks: nn.ModuleList, x: Tensor, caches: list[KVCache], step: CacheStep) -> Tensor:
-    for block, cache in zip(blocks, caches):
+    for block, cache in zip(_blocks(blocks), caches, strict=True):
         x = block.forward_cached(x, cache, step)
     return x
+
+
+def _blocks(blocks: nn.ModuleList) -> list[TransformerBlock]:
+    """The ModuleList's blocks with their type (ModuleList items are typed as plain Modules)."""
+    return [cast(TransformerBlock, block) for block in blocks]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,7 +296,7 @@ class KronosTokenizer(nn.Module):
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """[R, L, d_in] normalized bars -> (s1 ids, s2 ids), each [R, L] int64, LSB = first dim."""
         z = self.embed(x)
-        for block in self.encoder:
+        for block in _blocks(self.encoder):
             z, _, _ = block.forward_full(z)
         z = F.normalize(self.quant_embed(z), dim=-1)
         bits = (z > 0).to(torch.long)
@@ -301,7 +307,7 @@ class KronosTokenizer(nn.Module):
         """Ids -> the ±1/sqrt(s1+s2) code vectors the decoder reads: [..., s1_bits + s2_bits]."""
         cfg = self.config
         bits = torch.cat((_ids_to_bits(s1, cfg.s1_bits), _ids_to_bits(s2, cfg.s2_bits)), dim=-1)
-        return (bits.to(torch.float32) * 2 - 1) * (1.0 / (cfg.codebook_dim ** 0.5))
+        return (bits.to(torch.float32) * 2 - 1) * (1.0 / (cfg.codebook_dim**0.5))
 
     def decode_full(self, s1: Tensor, s2: Tensor) -> Tensor:
         """[R, L] ids -> [R, L, d_in] normalized bars, causal from position 0 of each row."""
@@ -445,9 +451,7 @@ class KronosPredictorModel(nn.Module):
         x, kvs = run_full(self.transformer, self.embed(s1, s2, stamps))
         return self.norm(x), kvs
 
-    def forward_cached(
-        self, s1: Tensor, s2: Tensor, stamps: Tensor, caches: list[KVCache], step: CacheStep
-    ) -> Tensor:
+    def forward_cached(self, s1: Tensor, s2: Tensor, stamps: Tensor, caches: list[KVCache], step: CacheStep) -> Tensor:
         """New tokens [N, P] (at `step.positions`) after the cached ones -> normalized hidden [N, P, d]."""
         return self.norm(run_cached(self.transformer, self.embed(s1, s2, stamps), caches, step))
 

@@ -9,12 +9,13 @@ time features (UTC), sampling, mean over paths, de-normalization.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -58,13 +59,13 @@ class PreparedSeries:
 
 def time_features(timestamps: Sequence[datetime]) -> np.ndarray:
     """[L, 5] int64: minute, hour, weekday (Monday = 0), day of month, month, all in UTC."""
-    utc = [ts.astimezone(timezone.utc) for ts in timestamps]
+    utc = [ts.astimezone(UTC) for ts in timestamps]
     return np.array([[t.minute, t.hour, t.weekday(), t.day, t.month] for t in utc], dtype=np.int64).reshape(-1, 5)
 
 
 def infer_bar_interval(timestamps: Sequence[datetime]) -> timedelta:
     """The most common gap between consecutive bars (smallest on ties), robust to a few missing bars."""
-    gaps = Counter(b - a for a, b in zip(timestamps, timestamps[1:]))
+    gaps = Counter(b - a for a, b in itertools.pairwise(timestamps))
     best = max(gaps.values())
     return min(gap for gap, count in gaps.items() if count == best)
 
@@ -112,8 +113,12 @@ def prepare_series(
 
     n = len(series.timestamps)
     columns: dict[str, Sequence[float] | None] = {
-        "open": series.open, "high": series.high, "low": series.low, "close": series.close,
-        "volume": series.volume, "amount": series.amount,
+        "open": series.open,
+        "high": series.high,
+        "low": series.low,
+        "close": series.close,
+        "volume": series.volume,
+        "amount": series.amount,
     }
     sizes = {name: len(col) for name, col in columns.items() if col is not None}
     if any(size != n for size in sizes.values()):
@@ -170,7 +175,7 @@ def prepare_series(
         if len(future) != params.pred_len:
             raise fail(f"got {len(future)} future timestamps for pred_len={params.pred_len}")
         _check_timestamps(future, "future timestamps", fail)
-    future = [ts.astimezone(timezone.utc) for ts in future]
+    future = [ts.astimezone(UTC) for ts in future]
 
     values = np.stack([arrays[name] for name in COLUMNS], axis=1)
     normalized, mean, std = normalize(values, clip)
@@ -186,9 +191,7 @@ def prepare_series(
     )
 
 
-def _check_timestamps(
-    timestamps: list[datetime], what: str, fail: Callable[[str], ForecastInputError]
-) -> None:
+def _check_timestamps(timestamps: list[datetime], what: str, fail: Callable[[str], ForecastInputError]) -> None:
     for i, ts in enumerate(timestamps):
         if not isinstance(ts, datetime) or ts.tzinfo is None or ts.utcoffset() is None:
             raise fail(f"{what}[{i}] = {ts!r} is not a timezone-aware datetime")
@@ -225,8 +228,13 @@ class KronosPredictor:
         self._info = dict(info or {})
 
     def model_info(self) -> dict[str, object]:
-        return forecaster_identity(self._info, config_to_dict(self.model.config), config_to_dict(self.tokenizer.config),
-                                   str(self.device), torch.get_num_threads())
+        return forecaster_identity(
+            self._info,
+            config_to_dict(self.model.config),
+            config_to_dict(self.tokenizer.config),
+            str(self.device),
+            torch.get_num_threads(),
+        )
 
     def forecast(
         self,
@@ -260,21 +268,23 @@ class KronosPredictor:
         # A fresh seed is drawn (not torch's global RNG, which we never touch) and reported in `extra`.
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        predictions = generate(
-            self.tokenizer,
-            self.model,
-            self._batch(prepared, params.pred_len),
-            pred_len=params.pred_len,
-            samples=params.samples,
-            spec=spec,
-            max_context=params.max_context,
-            generator=generator,
-            use_cache=use_cache,
-        ).cpu().numpy()  # [B, S, P, 6] normalized
+        predictions = (
+            generate(
+                self.tokenizer,
+                self.model,
+                self._batch(prepared, params.pred_len),
+                pred_len=params.pred_len,
+                samples=params.samples,
+                spec=spec,
+                max_context=params.max_context,
+                generator=generator,
+                use_cache=use_cache,
+            )
+            .cpu()
+            .numpy()
+        )  # [B, S, P, 6] normalized
         elapsed = time.perf_counter() - started
-        return [
-            _summarize(p, predictions[i], seed, params.samples, elapsed) for i, p in enumerate(prepared)
-        ]
+        return [_summarize(p, predictions[i], seed, params.samples, elapsed) for i, p in enumerate(prepared)]
 
     def _batch(self, prepared: list[PreparedSeries], pred_len: int) -> GenerationInput:
         lengths = [p.normalized.shape[0] for p in prepared]
@@ -285,7 +295,7 @@ class KronosPredictor:
             n = lengths[i]
             x[i, :n] = p.normalized
             stamps[i, :n] = p.context_stamps
-            stamps[i, n:n + pred_len] = p.future_stamps
+            stamps[i, n : n + pred_len] = p.future_stamps
         return GenerationInput(
             x=torch.from_numpy(x).to(self.device),
             lengths=torch.tensor(lengths, dtype=torch.long, device=self.device),
@@ -298,9 +308,7 @@ def _summarize(p: PreparedSeries, paths: np.ndarray, seed: int, samples: int, el
     scale = p.std + np.float32(NORM_EPS)
     mean_candles = np.mean(paths, axis=0) * scale + p.mean  # [P, 6]
     closes = paths[:, :, 3] * scale[3] + p.mean[3]  # [S, P]
-    candles = [
-        Candle(ts, *(float(v) for v in row)) for ts, row in zip(p.future_timestamps, mean_candles)
-    ]
+    candles = [Candle(ts, *(float(v) for v in row)) for ts, row in zip(p.future_timestamps, mean_candles, strict=True)]
     quantiles = {
         name: [float(v) for v in np.quantile(closes.astype(np.float64), q, axis=0)] for name, q in QUANTILES.items()
     }
@@ -339,9 +347,16 @@ def load_forecaster(
     checkpoints we have no pinned hashes for. `threads` sets torch's intra-op thread count.
     """
     resolved = resolve_checkpoints(
-        model, tokenizer, model_revision=model_revision, tokenizer_revision=tokenizer_revision, cache_dir=cache_dir,
-        verify=verify, local_files_only=local_files_only, model_sha256=model_sha256,
-        tokenizer_sha256=tokenizer_sha256, progress=progress,
+        model,
+        tokenizer,
+        model_revision=model_revision,
+        tokenizer_revision=tokenizer_revision,
+        cache_dir=cache_dir,
+        verify=verify,
+        local_files_only=local_files_only,
+        model_sha256=model_sha256,
+        tokenizer_sha256=tokenizer_sha256,
+        progress=progress,
     )
     return build_forecaster(resolved, device=device, threads=threads, min_context_bars=min_context_bars)
 
@@ -373,8 +388,13 @@ def load_tokenizer(files: CheckpointFiles, device: str | torch.device = "cpu") -
     return _load_module(files, TokenizerConfig, KronosTokenizer, "tokenizer", device)
 
 
-def _load_module(files: CheckpointFiles, config_cls: type[ConfigT], module_cls: Callable[[ConfigT], ModuleT], what: str,
-                 device: str | torch.device) -> ModuleT:
+def _load_module(
+    files: CheckpointFiles,
+    config_cls: type[ConfigT],
+    module_cls: Callable[[ConfigT], ModuleT],
+    what: str,
+    device: str | torch.device,
+) -> ModuleT:
     try:
         config = load_config(config_cls, files.config_path)
         module = build_empty(lambda: module_cls(config), device)

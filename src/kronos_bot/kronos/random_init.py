@@ -18,13 +18,35 @@ from .weights import build_empty, random_init
 
 # The published config.json contents (SPEC.md).
 KRONOS_SMALL_CONFIG: dict[str, object] = {
-    "attn_dropout_p": 0.1, "d_model": 512, "ff_dim": 1024, "ffn_dropout_p": 0.25, "learn_te": True,
-    "n_heads": 8, "n_layers": 8, "resid_dropout_p": 0.25, "s1_bits": 10, "s2_bits": 10, "token_dropout_p": 0.1,
+    "attn_dropout_p": 0.1,
+    "d_model": 512,
+    "ff_dim": 1024,
+    "ffn_dropout_p": 0.25,
+    "learn_te": True,
+    "n_heads": 8,
+    "n_layers": 8,
+    "resid_dropout_p": 0.25,
+    "s1_bits": 10,
+    "s2_bits": 10,
+    "token_dropout_p": 0.1,
 }
 TOKENIZER_BASE_CONFIG: dict[str, object] = {
-    "attn_dropout_p": 0.0, "beta": 0.05, "d_in": 6, "d_model": 256, "ff_dim": 512, "ffn_dropout_p": 0.0,
-    "gamma": 1.1, "gamma0": 1.0, "group_size": 4, "n_dec_layers": 4, "n_enc_layers": 4, "n_heads": 4,
-    "resid_dropout_p": 0.0, "s1_bits": 10, "s2_bits": 10, "zeta": 0.05,
+    "attn_dropout_p": 0.0,
+    "beta": 0.05,
+    "d_in": 6,
+    "d_model": 256,
+    "ff_dim": 512,
+    "ffn_dropout_p": 0.0,
+    "gamma": 1.1,
+    "gamma0": 1.0,
+    "group_size": 4,
+    "n_dec_layers": 4,
+    "n_enc_layers": 4,
+    "n_heads": 4,
+    "resid_dropout_p": 0.0,
+    "s1_bits": 10,
+    "s2_bits": 10,
+    "zeta": 0.05,
 }
 
 

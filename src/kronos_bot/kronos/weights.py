@@ -18,7 +18,6 @@ from torch import nn
 
 from .model import KronosTokenizer, Rotary
 
-
 ModelT = TypeVar("ModelT", bound=nn.Module)
 
 
@@ -94,7 +93,7 @@ def random_init(model: nn.Module, seed: int = 0) -> None:
                 tensor.zero_()
             else:
                 fan_in = tensor.shape[-1]
-                tensor.normal_(0.0, fan_in ** -0.5, generator=generator)
+                tensor.normal_(0.0, fan_in**-0.5, generator=generator)
     _freeze(model)
 
 

@@ -5,7 +5,6 @@ never imports torch.
 """
 
 from kronos_bot.market.alpaca_http import MarketDataError
-from kronos_bot.retry import RetryPolicy
 from kronos_bot.market.bars import (
     BAR_COLUMNS,
     AlpacaMarketData,
@@ -27,6 +26,7 @@ from kronos_bot.market.news import (
     NewsProvider,
     build_news_feed,
 )
+from kronos_bot.retry import RetryPolicy
 
 __all__ = [
     "BAR_COLUMNS",

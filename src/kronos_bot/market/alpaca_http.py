@@ -84,12 +84,20 @@ class _PolicyMixin:
         exchange = super()._one_request  # type: ignore[misc]
 
         def on_retry(attempt: int, delay: float, failure: Failure) -> None:
-            policy.log(log, "data.retry", url=url.split("?")[0], attempt=attempt, error=failure.description,
-                       retry_after=failure.retry_after, delay_seconds=round(delay, 3))
+            policy.log(
+                log,
+                "data.retry",
+                url=url.split("?")[0],
+                attempt=attempt,
+                error=failure.description,
+                retry_after=failure.retry_after,
+                delay_seconds=round(delay, 3),
+            )
 
         try:
-            return retry.call(lambda _n: exchange(method, url, opts, 0), policy=policy, classify=classify,
-                              on_retry=on_retry)
+            return retry.call(
+                lambda _n: exchange(method, url, opts, 0), policy=policy, classify=classify, on_retry=on_retry
+            )
         except RetryFailed as exc:
             raise MarketDataError(str(exc), status=exc.failure.status, attempts=exc.attempts) from exc.__cause__
 
@@ -97,8 +105,15 @@ class _PolicyMixin:
 class CryptoDataClient(_PolicyMixin, CryptoHistoricalDataClient):
     """`CryptoHistoricalDataClient` (keys optional) with our timeout and retry policy."""
 
-    def __init__(self, policy: RetryPolicy, *, timeout_seconds: float = 10.0, api_key: str | None = None,
-                 secret_key: str | None = None, url_override: str | None = None) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        timeout_seconds: float = 10.0,
+        api_key: str | None = None,
+        secret_key: str | None = None,
+        url_override: str | None = None,
+    ) -> None:
         super().__init__(api_key=api_key, secret_key=secret_key, url_override=url_override)
         self._install_policy(policy, timeout_seconds)
 
@@ -106,7 +121,14 @@ class CryptoDataClient(_PolicyMixin, CryptoHistoricalDataClient):
 class AlpacaNewsClient(_PolicyMixin, NewsClient):
     """`NewsClient` (keys required) with our timeout and retry policy."""
 
-    def __init__(self, policy: RetryPolicy, *, timeout_seconds: float = 10.0, api_key: str,
-                 secret_key: str, url_override: str | None = None) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        timeout_seconds: float = 10.0,
+        api_key: str,
+        secret_key: str,
+        url_override: str | None = None,
+    ) -> None:
         super().__init__(api_key=api_key, secret_key=secret_key, url_override=url_override)
         self._install_policy(policy, timeout_seconds)

@@ -155,6 +155,7 @@ def validate_bars(symbol: str, df: pd.DataFrame, now: datetime, settings: BarsSe
     with the previous close as open/high/low/close and volume 0 (the market did not trade), and listed
     in `ValidBars.filled` so the caller can log them.
     """
+
     def problem(reason: str, detail: str) -> BarsProblem:
         return BarsProblem(symbol, reason, detail)
 
@@ -191,38 +192,49 @@ def validate_bars(symbol: str, df: pd.DataFrame, now: datetime, settings: BarsSe
     o, h, low, c, v = values.T
     nonpositive = (values[:, :4] <= 0).any(axis=1)
     if nonpositive.any():
-        return problem("nonpositive_price", f"price <= 0 at {_ts(index[np.argmax(nonpositive)])}")
+        return problem("nonpositive_price", f"price <= 0 at {_ts(index[int(np.argmax(nonpositive))])}")
     high_bad = h < np.maximum(o, c)
     low_bad = low > np.minimum(o, c)
     if high_bad.any() or low_bad.any():
         which = "high < max(open, close)" if high_bad.any() else "low > min(open, close)"
         either = high_bad | low_bad
-        return problem("ohlc_inconsistent", f"{which} at {_ts(index[np.argmax(either)])} ({int(either.sum())} bar(s))")
+        first = _ts(index[int(np.argmax(either))])
+        return problem("ohlc_inconsistent", f"{which} at {first} ({int(either.sum())} bar(s))")
     negative = v < 0
     if negative.any():
-        return problem("negative_volume", f"volume < 0 at {_ts(index[np.argmax(negative)])}")
+        return problem("negative_volume", f"volume < 0 at {_ts(index[int(np.argmax(negative))])}")
 
     last_close_time = index[-1] + pd.Timedelta(hours=1)
     age_minutes = (pd.Timestamp(now) - last_close_time).total_seconds() / 60
     if age_minutes > settings.max_last_bar_age_minutes:
-        return problem("stale", f"last closed bar opened {_ts(index[-1])}, closed {age_minutes:.0f} min ago "
-                                f"(max {settings.max_last_bar_age_minutes})")
+        return problem(
+            "stale",
+            f"last closed bar opened {_ts(index[-1])}, closed {age_minutes:.0f} min ago "
+            f"(max {settings.max_last_bar_age_minutes})",
+        )
 
     window_end = to_ns(floor_hour(now) - HOUR)
     window_times = window_end - HOUR_NS * np.arange(settings.count - 1, -1, -1, dtype=np.int64)
     if times[0] > window_times[0]:
         have = int((times >= window_times[0]).sum())
-        return problem("too_few_bars", f"{have} of {settings.count} bars since {_ts(_timestamp(window_times[0]))}; "
-                                       f"first bar {_ts(index[0])}")
+        return problem(
+            "too_few_bars",
+            f"{have} of {settings.count} bars since {_ts(_timestamp(window_times[0]))}; first bar {_ts(index[0])}",
+        )
     rows = np.searchsorted(times, window_times)
     present = (rows < len(times)) & (times[np.minimum(rows, len(times) - 1)] == window_times)
     missing = window_times[~present]
     if len(missing) > 0 and settings.missing_policy == "reject":
-        return problem("gaps_rejected", f"{len(missing)} missing hour(s), first {_ts(_timestamp(missing[0]))} "
-                                        f"(missing_policy=reject)")
+        return problem(
+            "gaps_rejected",
+            f"{len(missing)} missing hour(s), first {_ts(_timestamp(missing[0]))} (missing_policy=reject)",
+        )
     if len(missing) > settings.max_missing_bars:
-        return problem("too_many_missing", f"{len(missing)} missing hour(s) in the last {settings.count} "
-                                           f"(max {settings.max_missing_bars}), first {_ts(_timestamp(missing[0]))}")
+        return problem(
+            "too_many_missing",
+            f"{len(missing)} missing hour(s) in the last {settings.count} "
+            f"(max {settings.max_missing_bars}), first {_ts(_timestamp(missing[0]))}",
+        )
     window = pd.DatetimeIndex(window_times, name="timestamp").tz_localize(UTC).as_unit(index.unit)
     filled: tuple[datetime, ...] = ()
     if len(missing) == 0:
@@ -261,8 +273,10 @@ def _range_jump(values: np.ndarray, index: pd.DatetimeIndex, max_multiple: float
     multiple = float(true_range[worst]) / median
     if multiple <= max_multiple:
         return None
-    return (f"bar at {_ts(index[worst])} spans {multiple:.1f}x the window's median true range "
-            f"({float(true_range[worst]):.6g} vs {median:.6g}; max bars.max_range_multiple {max_multiple:g})")
+    return (
+        f"bar at {_ts(index[worst])} spans {multiple:.1f}x the window's median true range "
+        f"({float(true_range[worst]):.6g} vs {median:.6g}; max bars.max_range_multiple {max_multiple:g})"
+    )
 
 
 def _timestamp(ns: int | np.integer) -> pd.Timestamp:
@@ -290,22 +304,34 @@ def data_client(settings: Settings, *, sleep: Sleep = time.sleep, health: Outage
     """
     b = settings.bars
     policy = RetryPolicy(
-        max_attempts=b.max_attempts, backoff_seconds=b.backoff_seconds, max_delay_seconds=b.max_retry_delay_seconds,
-        sleep=sleep, repeats=(lambda event: health.repeat("market_data", event)) if health is not None else None,
+        max_attempts=b.max_attempts,
+        backoff_seconds=b.backoff_seconds,
+        max_delay_seconds=b.max_retry_delay_seconds,
+        sleep=sleep,
+        repeats=(lambda event: health.repeat("market_data", event)) if health is not None else None,
     )
     keys = (_secret(settings.alpaca_api_key), _secret(settings.alpaca_secret_key))
     with_keys = all(keys)
     return CryptoDataClient(
-        policy, timeout_seconds=b.request_timeout_seconds, api_key=keys[0] if with_keys else None,
-        secret_key=keys[1] if with_keys else None, url_override=b.data_url_override,
+        policy,
+        timeout_seconds=b.request_timeout_seconds,
+        api_key=keys[0] if with_keys else None,
+        secret_key=keys[1] if with_keys else None,
+        url_override=b.data_url_override,
     )
 
 
 class AlpacaMarketData:
     """Bars and latest prices for the trader, through one reusable alpaca-py client (keys optional)."""
 
-    def __init__(self, settings: Settings, *, sleep: Sleep = time.sleep,
-                 client: CryptoDataClient | None = None, health: OutageLog | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sleep: Sleep = time.sleep,
+        client: CryptoDataClient | None = None,
+        health: OutageLog | None = None,
+    ) -> None:
         self._bars_settings = settings.bars
         self._client = client or data_client(settings, sleep=sleep, health=health)
         self._feed = CryptoFeed(settings.bars.feed)
@@ -325,8 +351,7 @@ class AlpacaMarketData:
         start, end = fetch_window(now, settings)
         results: dict[str, pd.DataFrame | BarsProblem] = {}
         try:
-            request = CryptoBarsRequest(symbol_or_symbols=list(symbols), timeframe=TimeFrame.Hour,
-                                        start=start, end=end)
+            request = CryptoBarsRequest(symbol_or_symbols=list(symbols), timeframe=TimeFrame.Hour, start=start, end=end)
             barset = self._client.get_crypto_bars(request, feed=self._feed)
             by_symbol = {s: _bars_to_frame(barset.data.get(s, [])) for s in symbols}  # type: ignore[union-attr]
         except (MarketDataError, pydantic.ValidationError, ValueError, KeyError, TypeError) as exc:
@@ -344,8 +369,12 @@ class AlpacaMarketData:
                 results[symbol] = checked
                 continue
             if checked.filled:
-                log.info("data.gap_filled", symbol=symbol, hours=len(checked.filled),
-                         filled=[_ts(ts) for ts in checked.filled])
+                log.info(
+                    "data.gap_filled",
+                    symbol=symbol,
+                    hours=len(checked.filled),
+                    filled=[_ts(ts) for ts in checked.filled],
+                )
             self._note_zero_volume(symbol, "zero_volume" in checked.warnings)
             results[symbol] = checked.df
         return results
@@ -353,8 +382,12 @@ class AlpacaMarketData:
     def _note_zero_volume(self, symbol: str, zero: bool) -> None:
         if zero and symbol not in self._zero_volume:
             self._zero_volume.add(symbol)
-            log.warning("data.zero_volume", symbol=symbol, bars=self._bars_settings.count,
-                        detail="not one trade in the whole window: the feed may be broken; the bars are still used")
+            log.warning(
+                "data.zero_volume",
+                symbol=symbol,
+                bars=self._bars_settings.count,
+                detail="not one trade in the whole window: the feed may be broken; the bars are still used",
+            )
         elif not zero and symbol in self._zero_volume:
             self._zero_volume.discard(symbol)
             log.info("data.zero_volume_end", symbol=symbol)
@@ -368,7 +401,7 @@ class AlpacaMarketData:
         )
         mids: dict[str, Decimal] = {}
         for symbol in symbols:
-            quote = quotes.get(symbol)  # type: ignore[union-attr]
+            quote = quotes.get(symbol)
             bid, ask = getattr(quote, "bid_price", None), getattr(quote, "ask_price", None)
             if bid and ask and math.isfinite(bid) and math.isfinite(ask) and 0 < bid <= ask:
                 mids[symbol] = (Decimal(str(bid)) + Decimal(str(ask))) / 2
@@ -388,7 +421,7 @@ class AlpacaMarketData:
             return {}
         prices: dict[str, Decimal] = {}
         for symbol in symbols:
-            trade = trades.get(symbol)  # type: ignore[union-attr]
+            trade = trades.get(symbol)
             price = getattr(trade, "price", None)
             if price is None or not math.isfinite(price) or price <= 0:
                 log.warning("data.price_missing", symbol=symbol, price=price)
@@ -398,8 +431,9 @@ class AlpacaMarketData:
         return prices
 
 
-def fetch_closed_bars(symbols: Sequence[str], settings: Settings, now: datetime | None = None, *,
-                      sleep: Sleep = time.sleep) -> dict[str, pd.DataFrame | BarsProblem]:
+def fetch_closed_bars(
+    symbols: Sequence[str], settings: Settings, now: datetime | None = None, *, sleep: Sleep = time.sleep
+) -> dict[str, pd.DataFrame | BarsProblem]:
     """One-shot `AlpacaMarketData(settings).closed_bars(symbols, now)` (CLI commands, scripts)."""
     return AlpacaMarketData(settings, sleep=sleep).closed_bars(symbols, now)
 

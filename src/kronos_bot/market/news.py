@@ -71,12 +71,21 @@ class AlpacaNewsProvider:
 
     name = "alpaca_news"
 
-    def __init__(self, api_key: str, secret_key: str, *, url_override: str | None = None,
-                 timeout_seconds: float = 10.0, max_attempts: int = NEWS_MAX_ATTEMPTS,
-                 backoff_seconds: float = NEWS_BACKOFF_SECONDS, sleep: Sleep = time.sleep) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        secret_key: str,
+        *,
+        url_override: str | None = None,
+        timeout_seconds: float = 10.0,
+        max_attempts: int = NEWS_MAX_ATTEMPTS,
+        backoff_seconds: float = NEWS_BACKOFF_SECONDS,
+        sleep: Sleep = time.sleep,
+    ) -> None:
         policy = RetryPolicy(max_attempts=max_attempts, backoff_seconds=backoff_seconds, sleep=sleep)
-        self._client = AlpacaNewsClient(policy, timeout_seconds=timeout_seconds, api_key=api_key,
-                                        secret_key=secret_key, url_override=url_override)
+        self._client = AlpacaNewsClient(
+            policy, timeout_seconds=timeout_seconds, api_key=api_key, secret_key=secret_key, url_override=url_override
+        )
 
     def fetch(self, symbols: Sequence[str], start: datetime, end: datetime, limit: int) -> list[NewsArticle]:
         by_tag = {news_symbol(s): s for s in symbols}
@@ -90,9 +99,17 @@ class AlpacaNewsProvider:
         for item in raw_articles:
             tags = tuple(by_tag.get(news_symbol(tag), tag) for tag in item.symbols)
             created = item.created_at if item.created_at.tzinfo else item.created_at.replace(tzinfo=UTC)
-            articles.append(NewsArticle(id=str(item.id), headline=item.headline, summary=item.summary or "",
-                                        created_at=created.astimezone(UTC), symbols=tags,
-                                        source=item.source, url=item.url))
+            articles.append(
+                NewsArticle(
+                    id=str(item.id),
+                    headline=item.headline,
+                    summary=item.summary or "",
+                    created_at=created.astimezone(UTC),
+                    symbols=tags,
+                    source=item.source,
+                    url=item.url,
+                )
+            )
         return articles
 
 
@@ -103,8 +120,9 @@ class NewsFeed:
     returns nothing and the sentiment gate reports NO_DATA with that reason.
     """
 
-    def __init__(self, provider: NewsProvider | None, settings: SentimentSettings,
-                 unavailable_reason: str | None = None) -> None:
+    def __init__(
+        self, provider: NewsProvider | None, settings: SentimentSettings, unavailable_reason: str | None = None
+    ) -> None:
         self.provider = provider
         self.settings = settings
         self.unavailable_reason = unavailable_reason if provider is None else None
@@ -129,8 +147,13 @@ class NewsFeed:
             fetched = self.provider.fetch(symbols, start, now, limit)
         except MarketDataError as exc:
             self.last_error = str(exc)
-            log.warning("news.fetch_failed", provider=self.provider.name, symbols=list(symbols), error=str(exc),
-                        cached=len(self._articles))
+            log.warning(
+                "news.fetch_failed",
+                provider=self.provider.name,
+                symbols=list(symbols),
+                error=str(exc),
+                cached=len(self._articles),
+            )
         else:
             self.last_error = None
             new = [a for a in fetched if a.id not in self._articles]
@@ -138,8 +161,9 @@ class NewsFeed:
                 self._articles[article.id] = article
             for symbol in symbols:
                 self._covered_until[symbol] = now
-            log.debug("news.fetched", provider=self.provider.name, start=start.isoformat(), fetched=len(fetched),
-                      new=len(new))
+            log.debug(
+                "news.fetched", provider=self.provider.name, start=start.isoformat(), fetched=len(fetched), new=len(new)
+            )
         # Forget what fell out of the window.
         self._articles = {k: a for k, a in self._articles.items() if a.created_at >= window_start}
         ordered = sorted(self._articles.values(), key=lambda a: a.created_at, reverse=True)
@@ -189,8 +213,9 @@ class FearGreedProvider:
 
     def __init__(self, settings: FearGreedSettings, *, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
-        self._client = httpx.Client(timeout=settings.timeout_seconds, transport=transport,
-                                    headers={"User-Agent": "kronos-bot"})
+        self._client = httpx.Client(
+            timeout=settings.timeout_seconds, transport=transport, headers={"User-Agent": "kronos-bot"}
+        )
         self._cached: FearGreedReading | None = None
         self._fetched_at: datetime | None = None
 
@@ -199,7 +224,11 @@ class FearGreedProvider:
 
     def latest(self, now: datetime | None = None) -> FearGreedReading | None:
         now = (now or datetime.now(UTC)).astimezone(UTC)
-        if self._cached is not None and self._fetched_at is not None and now - self._fetched_at < timedelta(minutes=self.settings.max_age_minutes):
+        if (
+            self._cached is not None
+            and self._fetched_at is not None
+            and now - self._fetched_at < timedelta(minutes=self.settings.max_age_minutes)
+        ):
             return self._cached
         try:
             response = self._client.get(self.settings.url)

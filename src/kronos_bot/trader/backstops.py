@@ -23,6 +23,7 @@ falls back to cancel -> confirm -> place, as steps of the same journaled sequenc
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -40,11 +41,11 @@ from kronos_bot.broker.base import (
     client_order_id,
 )
 from kronos_bot.config import Settings
-from kronos_bot.trader.stops import backstop_needs_replace, backstop_prices
-from kronos_bot.trader.journal import Journal
-from kronos_bot.trader.records import ORDER_CANCEL_REQUESTED, ORDER_INTENT, ORDER_UNKNOWN, PositionRecord
 from kronos_bot.logs import get_logger
+from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.orders import BACKSTOP_KIND, OrderDesk, backstop_id_prefix, backstop_seq_of, own_kind
+from kronos_bot.trader.records import ORDER_CANCEL_REQUESTED, ORDER_INTENT, ORDER_UNKNOWN, OrderRecord, PositionRecord
+from kronos_bot.trader.stops import backstop_needs_replace, backstop_prices
 
 # Journal rows of a backstop whose broker-side outcome must be looked up before anything else is sent.
 _UNRESOLVED = (ORDER_INTENT, ORDER_UNKNOWN, ORDER_CANCEL_REQUESTED)
@@ -67,7 +68,9 @@ class Cleared:
 
 def own_backstops(orders: Iterable[OrderResult], symbol: str | None = None) -> list[OrderResult]:
     """Our backstop orders among `orders` (by client_order_id), optionally of one symbol."""
-    return [o for o in orders if own_kind(o.client_order_id) == BACKSTOP_KIND and (symbol is None or o.symbol == symbol)]
+    return [
+        o for o in orders if own_kind(o.client_order_id) == BACKSTOP_KIND and (symbol is None or o.symbol == symbol)
+    ]
 
 
 # The broker's own words for an order that has ended (a final order never comes back to life).
@@ -98,7 +101,6 @@ class Backstops:
         self.settings = settings
 
     # ----- keeping one live backstop -----
-
 
     @property
     def broker(self) -> Broker:
@@ -132,8 +134,13 @@ class Backstops:
         for stray in (o for o in mine if not o.client_order_id.startswith(prefix)):
             # Left over from an earlier position in this symbol: it holds coins this position owns.
             final = self._cancel(stray, position_id=None)
-            log.warning("backstop.stray_canceled", symbol=position.symbol, position_id=position.id,
-                        client_order_id=stray.client_order_id, status=final.status.value if final else "not_found")
+            log.warning(
+                "backstop.stray_canceled",
+                symbol=position.symbol,
+                position_id=position.id,
+                client_order_id=stray.client_order_id,
+                status=final.status.value if final else "not_found",
+            )
         candidates = {o.client_order_id: o for o in mine if o.client_order_id.startswith(prefix)}
         for row in self._unresolved_rows(position.id):
             if row.client_order_id in candidates:
@@ -147,18 +154,34 @@ class Backstops:
             keep = max(candidates.values(), key=lambda o: backstop_seq_of(o.client_order_id))
         for extra in (o for cid, o in candidates.items() if keep is None or cid != keep.client_order_id):
             final = self._cancel(extra, position.id)
-            log.warning("backstop.duplicate_canceled", symbol=position.symbol, position_id=position.id,
-                        client_order_id=extra.client_order_id, kept=keep.client_order_id if keep else None,
-                        status=final.status.value if final else "not_found")
+            log.warning(
+                "backstop.duplicate_canceled",
+                symbol=position.symbol,
+                position_id=position.id,
+                client_order_id=extra.client_order_id,
+                kept=keep.client_order_id if keep else None,
+                status=final.status.value if final else "not_found",
+            )
         if keep is not None:
             if keep.client_order_id != linked or keep.order_id != position.backstop_order_id:
                 self._ensure_row(keep, position.id)
                 self.desk.record(keep.client_order_id, keep)
-                self.journal.set_backstop(position.id, order_id=keep.order_id, client_order_id=keep.client_order_id,
-                                          stop=keep.stop_price, seq=backstop_seq_of(keep.client_order_id))
-                log.warning("backstop.relinked", symbol=position.symbol, position_id=position.id,
-                            client_order_id=keep.client_order_id, order_id=keep.order_id, stop=keep.stop_price,
-                            previous_client_order_id=linked)
+                self.journal.set_backstop(
+                    position.id,
+                    order_id=keep.order_id,
+                    client_order_id=keep.client_order_id,
+                    stop=keep.stop_price,
+                    seq=backstop_seq_of(keep.client_order_id),
+                )
+                log.warning(
+                    "backstop.relinked",
+                    symbol=position.symbol,
+                    position_id=position.id,
+                    client_order_id=keep.client_order_id,
+                    order_id=keep.order_id,
+                    stop=keep.stop_price,
+                    previous_client_order_id=linked,
+                )
                 return self.journal.get_position(position.id)
             return position
         if position.backstop_order_id is None:
@@ -172,11 +195,16 @@ class Backstops:
             self.desk.record(position.backstop_client_order_id, current)
         if current is not None and current.status is OrderStatus.FILLED:
             return position  # it sold the position: the exit path closes it as `backstop`
-        self.journal.set_backstop(position.id, order_id=None, client_order_id=None, stop=None,
-                                  seq=position.backstop_seq)
-        log.warning("backstop.lost", symbol=position.symbol, position_id=position.id,
-                    client_order_id=position.backstop_client_order_id,
-                    status=current.raw_status or current.status.value if current else "not_found")
+        self.journal.set_backstop(
+            position.id, order_id=None, client_order_id=None, stop=None, seq=position.backstop_seq
+        )
+        log.warning(
+            "backstop.lost",
+            symbol=position.symbol,
+            position_id=position.id,
+            client_order_id=position.backstop_client_order_id,
+            status=current.raw_status or current.status.value if current else "not_found",
+        )
         return self.journal.get_position(position.id)
 
     def cancel_orphans(self, live: Sequence[OrderResult], open_positions: Sequence[PositionRecord]) -> list[str]:
@@ -190,8 +218,12 @@ class Backstops:
             row = self.journal.get_order(order.client_order_id)
             final = self._cancel(order, row.position_id if row else None)
             canceled.append(order.client_order_id)
-            log.info("reconcile.orphan_canceled", symbol=order.symbol, client_order_id=order.client_order_id,
-                     status=final.status.value if final else "not_found")
+            log.info(
+                "reconcile.orphan_canceled",
+                symbol=order.symbol,
+                client_order_id=order.client_order_id,
+                status=final.status.value if final else "not_found",
+            )
         return canceled
 
     # ----- before a market exit -----
@@ -221,11 +253,18 @@ class Backstops:
         finals = [o for o in targets.values() if o is not None]
         confirmed = all(not o.is_open for o in finals)
         for order in finals:
-            log.info("backstop.canceled", symbol=position.symbol, position_id=position.id,
-                     client_order_id=order.client_order_id, status=order.status.value, filled_qty=order.filled_qty)
+            log.info(
+                "backstop.canceled",
+                symbol=position.symbol,
+                position_id=position.id,
+                client_order_id=order.client_order_id,
+                status=order.status.value,
+                filled_qty=order.filled_qty,
+            )
         if confirmed and position.backstop_order_id is not None:
-            self.journal.set_backstop(position.id, order_id=None, client_order_id=None, stop=None,
-                                      seq=position.backstop_seq)
+            self.journal.set_backstop(
+                position.id, order_id=None, client_order_id=None, stop=None, seq=position.backstop_seq
+            )
         return Cleared(finals, confirmed)
 
     def refresh(self, position: PositionRecord) -> None:
@@ -248,8 +287,15 @@ class Backstops:
         stop, limit = backstop_prices(position.stop_price, self.settings.exits.backstop.limit_offset_percent)
         with self.journal.transaction():
             _, created = self.journal.record_order_intent(
-                client_order_id=cid, symbol=position.symbol, side=OrderSide.SELL, type=OrderType.STOP_LIMIT,
-                purpose="backstop", qty=position.qty, stop_price=stop, limit_price=limit, position_id=position.id,
+                client_order_id=cid,
+                symbol=position.symbol,
+                side=OrderSide.SELL,
+                type=OrderType.STOP_LIMIT,
+                purpose="backstop",
+                qty=position.qty,
+                stop_price=stop,
+                limit_price=limit,
+                position_id=position.id,
                 now=self.desk.clock(),
             )
             self.journal.use_backstop_seq(position.id, seq)
@@ -260,15 +306,24 @@ class Backstops:
         try:
             existing = None if created else self.desk.lookup(cid)
             result = existing or self.desk.submit(
-                cid, "backstop", position.symbol,
+                cid,
+                "backstop",
+                position.symbol,
                 lambda: self.broker.place_stop_limit_sell(position.symbol, position.qty, stop, limit, cid),
             )
         except (OrderSkipped, OrderRejected, BrokerUnavailable):
             self.journal.set_backstop(position.id, order_id=None, client_order_id=None, stop=None, seq=seq)
             return self.journal.get_position(position.id)
         self.journal.set_backstop(position.id, order_id=result.order_id, client_order_id=cid, stop=stop, seq=seq)
-        log.info("backstop.placed", symbol=position.symbol, position_id=position.id, stop=stop, limit=limit,
-                 qty=result.qty, order_id=result.order_id)
+        log.info(
+            "backstop.placed",
+            symbol=position.symbol,
+            position_id=position.id,
+            stop=stop,
+            limit=limit,
+            qty=result.qty,
+            order_id=result.order_id,
+        )
         return self.journal.get_position(position.id)
 
     def _move(self, position: PositionRecord) -> PositionRecord:
@@ -286,13 +341,19 @@ class Backstops:
             # Outcome unknown: the row says so, and the next tick's `resolve` looks the new id up first.
             return self.journal.get_position(position.id)
         if old_cid:
-            try:
+            with contextlib.suppress(BrokerUnavailable, OrderNotFound):
                 self.desk.record(old_cid, self.broker.get_order(old_id))
-            except (BrokerUnavailable, OrderNotFound):
-                pass
         self.journal.set_backstop(position.id, order_id=result.order_id, client_order_id=cid, stop=stop, seq=seq)
-        log.info("backstop.replaced", symbol=position.symbol, position_id=position.id, stop=stop, limit=limit,
-                 previous_stop=position.backstop_stop, order_id=result.order_id, method="replace")
+        log.info(
+            "backstop.replaced",
+            symbol=position.symbol,
+            position_id=position.id,
+            stop=stop,
+            limit=limit,
+            previous_stop=position.backstop_stop,
+            order_id=result.order_id,
+            method="replace",
+        )
         return self.journal.get_position(position.id)
 
     def _replace_refused(
@@ -313,26 +374,45 @@ class Backstops:
             if old is None or old.status in (OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.REPLACED):
                 self.journal.set_backstop(position.id, order_id=None, client_order_id=None, stop=None, seq=seq)
             return self.journal.get_position(position.id)
-        log.info("backstop.replace_refused", symbol=position.symbol, position_id=position.id,
-                 client_order_id=position.backstop_client_order_id, fallback="cancel_then_place")
+        log.info(
+            "backstop.replace_refused",
+            symbol=position.symbol,
+            position_id=position.id,
+            client_order_id=position.backstop_client_order_id,
+            fallback="cancel_then_place",
+        )
         final = self._cancel(old, position.id)
         if final is None or final.is_open or final.filled_qty > 0:
             # Not confirmed gone (or it sold meanwhile): the journal still names it; the next tick resolves.
             return self.journal.get_position(position.id)
         self.journal.set_backstop(position.id, order_id=None, client_order_id=None, stop=None, seq=seq)
-        self.journal.mark_order(cid, ORDER_INTENT, "replace refused: placing a new order after cancelling the old one",
-                                now=self.desk.clock())
+        self.journal.mark_order(
+            cid,
+            ORDER_INTENT,
+            "replace refused: placing a new order after cancelling the old one",
+            now=self.desk.clock(),
+        )
         held = self.journal.get_position(position.id)
         try:
             result = self.desk.submit(
-                cid, "backstop", position.symbol,
+                cid,
+                "backstop",
+                position.symbol,
                 lambda: self.broker.place_stop_limit_sell(position.symbol, held.qty, stop, limit, cid),
             )
         except (OrderSkipped, OrderRejected, BrokerUnavailable):
             return self.journal.get_position(position.id)  # unprotected for one tick: the next sync places
         self.journal.set_backstop(position.id, order_id=result.order_id, client_order_id=cid, stop=stop, seq=seq)
-        log.info("backstop.replaced", symbol=position.symbol, position_id=position.id, stop=stop, limit=limit,
-                 previous_stop=position.backstop_stop, order_id=result.order_id, method="cancel_then_place")
+        log.info(
+            "backstop.replaced",
+            symbol=position.symbol,
+            position_id=position.id,
+            stop=stop,
+            limit=limit,
+            previous_stop=position.backstop_stop,
+            order_id=result.order_id,
+            method="cancel_then_place",
+        )
         return self.journal.get_position(position.id)
 
     def _look_up(self, cid: str) -> OrderResult | None:
@@ -349,6 +429,7 @@ class Backstops:
 
     def _cancel_by_id(self, cid: str, order_id: str) -> OrderResult | None:
         self.journal.mark_order(cid, ORDER_CANCEL_REQUESTED, None, now=self.desk.clock())
+        final: OrderResult | None
         try:
             final = self.broker.cancel_order(order_id)
         except OrderNotFound:
@@ -364,15 +445,30 @@ class Backstops:
                 self.journal.link_order(order.client_order_id, position_id)
             return
         self.journal.record_order_intent(
-            client_order_id=order.client_order_id, symbol=order.symbol, side=order.side, type=order.type,
-            purpose="backstop", qty=order.qty, stop_price=order.stop_price, limit_price=order.limit_price,
-            position_id=position_id, now=self.desk.clock(),
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            type=order.type,
+            purpose="backstop",
+            qty=order.qty,
+            stop_price=order.stop_price,
+            limit_price=order.limit_price,
+            position_id=position_id,
+            now=self.desk.clock(),
         )
         self.desk.record(order.client_order_id, order)
-        log.warning("backstop.row_recovered", symbol=order.symbol, client_order_id=order.client_order_id,
-                    order_id=order.order_id, position_id=position_id)
+        log.warning(
+            "backstop.row_recovered",
+            symbol=order.symbol,
+            client_order_id=order.client_order_id,
+            order_id=order.order_id,
+            position_id=position_id,
+        )
 
-    def _unresolved_rows(self, position_id: int, *, include_open: bool = False) -> list:  # type: ignore[type-arg]
+    def _unresolved_rows(self, position_id: int, *, include_open: bool = False) -> list[OrderRecord]:
         states = _UNRESOLVED + ((OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value) if include_open else ())
-        return [r for r in self.journal.pending_orders()
-                if r.position_id == position_id and r.purpose == "backstop" and r.status in states]
+        return [
+            r
+            for r in self.journal.pending_orders()
+            if r.position_id == position_id and r.purpose == "backstop" and r.status in states
+        ]

@@ -13,12 +13,12 @@ import threading
 from datetime import datetime
 from decimal import Decimal
 
-from kronos_bot.broker.base import Broker, ZERO, BrokerUnavailable, OrderResult, OrderStatus
+from kronos_bot.broker.base import ZERO, Broker, BrokerUnavailable, OrderResult, OrderStatus
 from kronos_bot.config import Settings
 from kronos_bot.logs import get_logger
 from kronos_bot.trader.backstops import Backstops
-from kronos_bot.trader.records import PositionRecord
 from kronos_bot.trader.orders import OrderDesk, fee_rate
+from kronos_bot.trader.records import PositionRecord
 from kronos_bot.trader.stops import ExitReason
 
 log = get_logger("kronos_bot.trader.execution")
@@ -34,7 +34,6 @@ class Closer:
         self.backstops = backstops
         self.settings = settings
         self.lock = lock
-
 
     @property
     def broker(self) -> Broker:
@@ -166,7 +165,6 @@ class Closer:
             hold_hours=hold_hours,
             fees_estimated=estimated,
         )
-
 
 
 def _fee_rate_of(settings: Settings) -> Decimal:

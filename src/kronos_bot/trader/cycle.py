@@ -28,18 +28,18 @@ from kronos_bot.domain import (
     KronosResult,
     SentimentResult,
 )
-from kronos_bot.trader.engine import decide_all
-from kronos_bot.trader.execution import EntryOutcome, Executor
 from kronos_bot.forecast_types import Forecaster
 from kronos_bot.gates.forecast_cache import ForecastCache, kronos_gates
 from kronos_bot.gates.kronos import unavailable
 from kronos_bot.gates.sentiment import sentiment_gates
 from kronos_bot.gates.technical import technical_gate
-from kronos_bot.trader.health import DegradedTracker
-from kronos_bot.trader.journal import Journal
 from kronos_bot.logs import bound_context, get_logger
 from kronos_bot.market.bars import BarsProblem
 from kronos_bot.market.news import FearGreedProvider, NewsFeed
+from kronos_bot.trader.engine import decide_all
+from kronos_bot.trader.execution import EntryOutcome, Executor
+from kronos_bot.trader.health import DegradedTracker
+from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.prices import PriceBook
 from kronos_bot.trader.reconcile import Reconciler
 
@@ -98,20 +98,38 @@ def decision_event(decision: Decision, gates: GateResults | None) -> dict[str, A
         "notional": str(decision.notional),
         "reasons": list(decision.reasons),
         "detail": decision.detail,
-        "technical": None if tech is None else {
-            "rsi": _round(tech.rsi, 3), "ema_fast": _round(tech.ema_fast), "ema_slow": _round(tech.ema_slow),
-            "macd": _round(tech.macd), "macd_hist": _round(tech.macd_hist), "checks": dict(tech.checks),
+        "technical": None
+        if tech is None
+        else {
+            "rsi": _round(tech.rsi, 3),
+            "ema_fast": _round(tech.ema_fast),
+            "ema_slow": _round(tech.ema_slow),
+            "macd": _round(tech.macd),
+            "macd_hist": _round(tech.macd_hist),
+            "checks": dict(tech.checks),
             "verdict": tech.verdict.value,
         },
-        "sentiment": None if sent is None else {
-            "score": _round(sent.score, 4), "articles": sent.articles, "veto": sent.veto,
-            "verdict": sent.verdict.value, "fear_greed": sent.fear_greed,
+        "sentiment": None
+        if sent is None
+        else {
+            "score": _round(sent.score, 4),
+            "articles": sent.articles,
+            "veto": sent.veto,
+            "verdict": sent.verdict.value,
+            "fear_greed": sent.fear_greed,
             **({"reason": sent.reason} if sent.reason else {}),
         },
-        "kronos": None if kron is None else {
-            "last_close": _round(kron.last_close), "pred_close": _round(kron.pred_close),
-            "pct": _round(kron.pct, 6), "p_up": _round(kron.p_up, 4), "confidence": _round(kron.confidence, 4),
-            "signal": kron.signal.value, "actionable": kron.actionable, "method": kron.method,
+        "kronos": None
+        if kron is None
+        else {
+            "last_close": _round(kron.last_close),
+            "pred_close": _round(kron.pred_close),
+            "pct": _round(kron.pct, 6),
+            "p_up": _round(kron.p_up, 4),
+            "confidence": _round(kron.confidence, 4),
+            "signal": kron.signal.value,
+            "actionable": kron.actionable,
+            "method": kron.method,
             **({"reason": kron.reason} if kron.reason else {}),
         },
     }
@@ -170,8 +188,11 @@ class EntryCycle:
                 }
                 self.journal.end_cycle(journal_cycle, self.clock(), report.status, stats)
                 log.info(
-                    "cycle.end", status=report.status, decisions=len(report.decisions),
-                    entered=stats["entered"], durations={k: round(v, 3) for k, v in report.durations.items()},
+                    "cycle.end",
+                    status=report.status,
+                    decisions=len(report.decisions),
+                    entered=stats["entered"],
+                    durations={k: round(v, 3) for k, v in report.durations.items()},
                     total_seconds=round(sum(report.durations.values()), 3),
                 )
         self.last_report = report
@@ -194,9 +215,9 @@ class EntryCycle:
             bars, problems = self._bars(symbols, now)
             if self.price_book is not None:
                 # The last closed bar's range: the exit monitor's second reference for a suspect price.
-                self.price_book.note_bars({
-                    s: (Decimal(str(df["low"].iloc[-1])), Decimal(str(df["high"].iloc[-1]))) for s, df in bars.items()
-                })
+                self.price_book.note_bars(
+                    {s: (Decimal(str(df["low"].iloc[-1])), Decimal(str(df["high"].iloc[-1]))) for s, df in bars.items()}
+                )
 
         with self._stage(report, "technical"):
             technical = {s: technical_gate(df, self.settings.gates.technical) for s, df in bars.items()}
@@ -210,8 +231,13 @@ class EntryCycle:
             decisions_by_symbol = self._decide(gate_results, now)
             for symbol, problem in problems.items():
                 decisions_by_symbol[symbol] = Decision(
-                    symbol=symbol, action=Action.SKIP, tier=None, notional=Decimal(0),
-                    reasons=["data_invalid"], decided_at=now, detail=f"bars: {problem}",
+                    symbol=symbol,
+                    action=Action.SKIP,
+                    tier=None,
+                    notional=Decimal(0),
+                    reasons=["data_invalid"],
+                    decided_at=now,
+                    detail=f"bars: {problem}",
                 )
         report.gates = {g.symbol: g for g in gate_results}
         report.decisions = [decisions_by_symbol[s] for s in symbols if s in decisions_by_symbol]
@@ -248,7 +274,7 @@ class EntryCycle:
             fetched = self.market.closed_bars(symbols, now)
         except Exception as exc:  # the data client's own failures are per symbol; anything else is an outage
             self.health.set("market_data", f"bars failed: {exc}")
-            return {}, {s: f"fetch_failed: {exc}" for s in symbols}
+            return {}, dict.fromkeys(symbols, f"fetch_failed: {exc}")
         bars: dict[str, pd.DataFrame] = {}
         problems: dict[str, str] = {}
         for symbol in symbols:
@@ -267,7 +293,9 @@ class EntryCycle:
         if not symbols:
             return {}
         results = sentiment_gates(symbols, now, self.settings.gates.sentiment, self.news_feed, self.fear_greed)
-        self.health.update("news", f"news fetch failed: {self.news_feed.last_error}" if self.news_feed.last_error else None)
+        self.health.update(
+            "news", f"news fetch failed: {self.news_feed.last_error}" if self.news_feed.last_error else None
+        )
         return results
 
     def _kronos(self, bars: dict[str, pd.DataFrame]) -> dict[str, KronosResult]:
@@ -275,14 +303,18 @@ class EntryCycle:
             return {}
         try:
             return kronos_gates(
-                bars, self.forecaster, self.settings.gates.kronos, self.forecast_cache,
+                bars,
+                self.forecaster,
+                self.settings.gates.kronos,
+                self.forecast_cache,
                 max_context=self.settings.forecaster.max_context,
             )
         except Exception as exc:  # never let a forecaster surprise stop the cycle: the gate just blocks
             log.exception("forecast.error", error=str(exc))
             method = self.settings.gates.kronos.method
-            return {s: unavailable(f"forecast error: {exc}", method, float(df["close"].iloc[-1]))
-                    for s, df in bars.items()}
+            return {
+                s: unavailable(f"forecast error: {exc}", method, float(df["close"].iloc[-1])) for s, df in bars.items()
+            }
 
     def _decide(self, gate_results: list[GateResults], now: datetime) -> dict[str, Decision]:
         try:
@@ -292,8 +324,13 @@ class EntryCycle:
             reason = "broker_auth" if isinstance(exc, BrokerAuthError) else "broker_unavailable"
             return {
                 g.symbol: Decision(
-                    symbol=g.symbol, action=Action.SKIP, tier=None, notional=Decimal(0),
-                    reasons=[reason], decided_at=now, detail=f"account: {exc}",
+                    symbol=g.symbol,
+                    action=Action.SKIP,
+                    tier=None,
+                    notional=Decimal(0),
+                    reasons=[reason],
+                    decided_at=now,
+                    detail=f"account: {exc}",
                 )
                 for g in gate_results
             }
@@ -310,7 +347,11 @@ class EntryCycle:
             log.info("decision", **event)
             try:
                 ids[decision.symbol] = self.journal.record_decision(
-                    decision, gates, cycle_id=report.journal_cycle_id, config_fingerprint=fingerprint, model_revision=revision
+                    decision,
+                    gates,
+                    cycle_id=report.journal_cycle_id,
+                    config_fingerprint=fingerprint,
+                    model_revision=revision,
                 )
             except Exception as exc:  # the log line above already carries the decision
                 log.error("journal.write_failed", symbol=decision.symbol, error=str(exc))

@@ -28,18 +28,18 @@ from typing import Any
 from kronos_bot.broker import Broker
 from kronos_bot.broker.factory import make_broker
 from kronos_bot.config import Settings
+from kronos_bot.forecast_types import Forecaster, ForecasterUnavailable
+from kronos_bot.gates.forecast_cache import ForecastCache
+from kronos_bot.logs import get_logger
+from kronos_bot.market.bars import AlpacaMarketData
+from kronos_bot.market.news import FearGreedProvider, build_news_feed
+from kronos_bot.systemd import Notifier
 from kronos_bot.trader.cycle import CycleReport, EntryCycle, report_broker_down
 from kronos_bot.trader.execution import Executor
 from kronos_bot.trader.exit_monitor import ExitMonitor
 from kronos_bot.trader.forecast_source import ForecasterHandle
-from kronos_bot.forecast_types import Forecaster, ForecasterUnavailable
-from kronos_bot.systemd import Notifier
-from kronos_bot.gates.forecast_cache import ForecastCache
 from kronos_bot.trader.health import DegradedTracker
 from kronos_bot.trader.journal import Journal
-from kronos_bot.logs import get_logger
-from kronos_bot.market.bars import AlpacaMarketData
-from kronos_bot.market.news import FearGreedProvider, build_news_feed
 from kronos_bot.trader.prices import PriceBook
 from kronos_bot.trader.reconcile import Reconciler
 
@@ -115,18 +115,35 @@ def build_trader_parts(
             health=health,
             retry_seconds=max(30.0, settings.schedule.exit_interval_seconds),
         )
-        fear_greed = FearGreedProvider(settings.gates.sentiment.fear_greed) if settings.gates.sentiment.fear_greed.enabled else None
+        fear_greed = (
+            FearGreedProvider(settings.gates.sentiment.fear_greed)
+            if settings.gates.sentiment.fear_greed.enabled
+            else None
+        )
         cycle = EntryCycle(
-            settings, journal=journal, executor=executor, reconciler=reconciler, market=market,
-            news_feed=build_news_feed(settings), forecaster=forecaster, health=health, fear_greed=fear_greed,
-            forecast_cache=ForecastCache(), clock=clock, price_book=prices,
+            settings,
+            journal=journal,
+            executor=executor,
+            reconciler=reconciler,
+            market=market,
+            news_feed=build_news_feed(settings),
+            forecaster=forecaster,
+            health=health,
+            fear_greed=fear_greed,
+            forecast_cache=ForecastCache(),
+            clock=clock,
+            price_book=prices,
         )
     except BaseException:
         journal.close()
         raise
     log.info(
-        "trader.built", broker=settings.effective_broker(), paper=not settings.broker.live,
-        symbols=settings.symbols, forecaster_mode=settings.forecaster.mode, journal=settings.journal.path,
+        "trader.built",
+        broker=settings.effective_broker(),
+        paper=not settings.broker.live,
+        symbols=settings.symbols,
+        forecaster_mode=settings.forecaster.mode,
+        journal=settings.journal.path,
         config_fingerprint=settings.fingerprint(),
     )
     return TraderParts(settings, journal, broker, executor, reconciler, exit_monitor, prices, forecaster, health, cycle)
@@ -154,7 +171,9 @@ class TraderDaemon:
         # Explicit on every job: a job never overlaps itself, missed runs collapse into one, and a run that
         # could not start within the grace time is skipped rather than run late.
         self.job_options: dict[str, Any] = {
-            "max_instances": 1, "coalesce": True, "misfire_grace_time": sched.misfire_grace_seconds,
+            "max_instances": 1,
+            "coalesce": True,
+            "misfire_grace_time": sched.misfire_grace_seconds,
         }
         self.scheduler = BlockingScheduler(timezone=UTC, job_defaults=self.job_options)
         self._install_skip_reporting()
@@ -214,22 +233,33 @@ class TraderDaemon:
 
         sched = self.settings.schedule
         entry_trigger: Any = (
-            IntervalTrigger(seconds=sched.entry_interval_seconds, timezone=UTC) if sched.entry_interval_seconds
+            IntervalTrigger(seconds=sched.entry_interval_seconds, timezone=UTC)
+            if sched.entry_interval_seconds
             else CronTrigger(minute=sched.entry_minutes, second=sched.entry_offset_seconds, timezone=UTC)
         )
         self.scheduler.add_job(
-            self._guarded("entry", self.entry_job), entry_trigger, id="entry", name="entry cycle", **self.job_options,
+            self._guarded("entry", self.entry_job),
+            entry_trigger,
+            id="entry",
+            name="entry cycle",
+            **self.job_options,
         )
         self.scheduler.add_job(
-            self._guarded("exit", self.exit_job), IntervalTrigger(seconds=sched.exit_interval_seconds, timezone=UTC),
-            id="exit", name="exit monitor", next_run_time=datetime.now(UTC) + timedelta(seconds=1),
+            self._guarded("exit", self.exit_job),
+            IntervalTrigger(seconds=sched.exit_interval_seconds, timezone=UTC),
+            id="exit",
+            name="exit monitor",
+            next_run_time=datetime.now(UTC) + timedelta(seconds=1),
             **self.job_options,
         )
         watchdog = self.notifier.watchdog_seconds
         if watchdog:
             self.scheduler.add_job(
-                self.watchdog_job, IntervalTrigger(seconds=max(1.0, watchdog / 2), timezone=UTC),
-                id="watchdog", name="systemd watchdog", **self.job_options,
+                self.watchdog_job,
+                IntervalTrigger(seconds=max(1.0, watchdog / 2), timezone=UTC),
+                id="watchdog",
+                name="systemd watchdog",
+                **self.job_options,
             )
 
     # ----- lifecycle -----
@@ -239,23 +269,32 @@ class TraderDaemon:
         start = time.monotonic()
         try:
             report = self.parts.reconciler.run()
-            log.info("startup.reconciled", ok=getattr(report, "ok", True),
-                     open_positions=len(self.parts.journal.open_positions()))
-            if getattr(report, "error", None) is not None:
+            log.info(
+                "startup.reconciled",
+                ok=getattr(report, "ok", True),
+                open_positions=len(self.parts.journal.open_positions()),
+            )
+            if report.error is not None:
                 report_broker_down(self.parts.health, report.error, "startup reconcile incomplete")
         except Exception as exc:
             self.parts.health.set("broker", f"startup reconcile failed: {exc}")
         self._wait_for_forecaster()
-        log.info("trader.ready", startup_seconds=round(time.monotonic() - start, 3),
-                 degraded=[d.name for d in self.parts.health.active()])
+        log.info(
+            "trader.ready",
+            startup_seconds=round(time.monotonic() - start, 3),
+            degraded=[d.name for d in self.parts.health.active()],
+        )
 
     def _wait_for_forecaster(self) -> None:
         fs = self.settings.forecaster
         try:
             forecaster = self.parts.forecaster.get()
         except ForecasterUnavailable as exc:
-            log.warning("startup.forecaster_unavailable", error=str(exc),
-                        effect="entries pause until the forecaster is available; exits run")
+            log.warning(
+                "startup.forecaster_unavailable",
+                error=str(exc),
+                effect="entries pause until the forecaster is available; exits run",
+            )
             return
         waiter = getattr(forecaster, "wait_ready", None)
         if callable(waiter):
@@ -297,18 +336,24 @@ class TraderDaemon:
             return 0
         self.schedule()
         self.notifier.ready("trading" if not self.parts.health.active() else "trading (degraded)")
-        log.info("scheduler.start", entry_minutes=self.settings.schedule.entry_minutes,
-                 entry_offset_seconds=self.settings.schedule.entry_offset_seconds,
-                 exit_interval_seconds=self.settings.schedule.exit_interval_seconds,
-                 watchdog_seconds=self.notifier.watchdog_seconds)
+        log.info(
+            "scheduler.start",
+            entry_minutes=self.settings.schedule.entry_minutes,
+            entry_offset_seconds=self.settings.schedule.entry_offset_seconds,
+            exit_interval_seconds=self.settings.schedule.exit_interval_seconds,
+            watchdog_seconds=self.notifier.watchdog_seconds,
+        )
         try:
             self.scheduler.start()  # blocks until shutdown
         finally:
             self._stopping.set()
         finished = self.wait_for_running_jobs()
         if not finished:
-            log.error("trader.shutdown_timeout", timeout_seconds=self.settings.schedule.shutdown_timeout_seconds,
-                      effect="exiting with a job still running; the journal's intents make this safe")
+            log.error(
+                "trader.shutdown_timeout",
+                timeout_seconds=self.settings.schedule.shutdown_timeout_seconds,
+                effect="exiting with a job still running; the journal's intents make this safe",
+            )
             self.parts.journal.close()
             os._exit(1)
         self.parts.close()

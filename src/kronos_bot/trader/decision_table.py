@@ -11,12 +11,33 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TextIO
 
 COLUMNS: tuple[tuple[str, int], ...] = (
-    ("time", 20), ("symbol", 9), ("action", 6), ("tier", 16), ("notional", 9),
-    ("tech", 5), ("rsi", 5), ("sent", 8), ("kronos", 11), ("conf", 5), ("pct", 7), ("p_up", 5), ("reasons", 0),
+    ("time", 20),
+    ("symbol", 9),
+    ("action", 6),
+    ("tier", 16),
+    ("notional", 9),
+    ("tech", 5),
+    ("rsi", 5),
+    ("sent", 8),
+    ("kronos", 11),
+    ("conf", 5),
+    ("pct", 7),
+    ("p_up", 5),
+    ("reasons", 0),
 )
 # Other events worth a line of their own between decision rows.
-NOTABLE_EVENTS = ("cycle.start", "cycle.end", "order.submitted", "order.filled", "order.rejected",
-                  "position.opened", "stop.raised", "position.closed", "degraded.start", "degraded.end")
+NOTABLE_EVENTS = (
+    "cycle.start",
+    "cycle.end",
+    "order.submitted",
+    "order.filled",
+    "order.rejected",
+    "position.opened",
+    "stop.raised",
+    "position.closed",
+    "degraded.start",
+    "degraded.end",
+)
 
 
 def _num(value: Any, fmt: str) -> str:
@@ -61,7 +82,7 @@ def header() -> str:
 
 
 def _line(cells: list[str]) -> str:
-    parts = [cell.ljust(width) if width else cell for cell, (_, width) in zip(cells, COLUMNS)]
+    parts = [cell.ljust(width) if width else cell for cell, (_, width) in zip(cells, COLUMNS, strict=True)]
     return " ".join(parts).rstrip()
 
 
@@ -73,8 +94,9 @@ def format_notable(event: Mapping[str, Any]) -> str:
     """One compact line for a non-decision event: time, name, then its keys."""
     ts = str(event.get("ts", ""))[:19].replace("T", " ")
     skip = {"ts", "event", "level", "logger"}
-    details = " ".join(f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}"
-                       for k, v in event.items() if k not in skip)
+    details = " ".join(
+        f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in event.items() if k not in skip
+    )
     return f"{ts.ljust(20)} -- {event.get('event')} {details}"
 
 

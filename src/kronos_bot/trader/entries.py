@@ -15,9 +15,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from kronos_bot.broker.base import (
-    Broker,
     QTY_STEP_DEFAULT,
     ZERO,
+    Broker,
     BrokerUnavailable,
     OrderRejected,
     OrderResult,
@@ -33,8 +33,8 @@ from kronos_bot.logs import get_logger
 from kronos_bot.trader.backstops import Backstops
 from kronos_bot.trader.closing import Closer
 from kronos_bot.trader.engine import RiskState
-from kronos_bot.trader.records import ORDER_UNKNOWN, OrderRecord, PositionRecord
 from kronos_bot.trader.orders import OrderDesk, fee_rate
+from kronos_bot.trader.records import ORDER_UNKNOWN, OrderRecord, PositionRecord
 from kronos_bot.trader.stops import ExitReason, initial_state
 
 log = get_logger("kronos_bot.trader.execution")
@@ -64,7 +64,6 @@ class Entries:
         self.closer = closer
         self.settings = settings
         self.lock = lock
-
 
     @property
     def broker(self) -> Broker:

@@ -23,11 +23,11 @@ from kronos_bot.domain import Decision
 from kronos_bot.trader.backstops import Backstops
 from kronos_bot.trader.closing import Closer
 from kronos_bot.trader.engine import RiskState
-from kronos_bot.trader.entries import EntryOutcome, Entries
+from kronos_bot.trader.entries import Entries, EntryOutcome
 from kronos_bot.trader.exits import Exits
 from kronos_bot.trader.journal import Journal
-from kronos_bot.trader.records import OrderRecord, PositionRecord
 from kronos_bot.trader.orders import FILL_POLL_SECONDS, OrderDesk
+from kronos_bot.trader.records import OrderRecord, PositionRecord
 from kronos_bot.trader.stops import ExitReason
 
 __all__ = ["EntryOutcome", "Executor"]
@@ -59,7 +59,10 @@ class Executor:
         # scheduler threads and must not, e.g., close as `external` a position the monitor is selling.
         self.lock = threading.RLock()
         self.desk = OrderDesk(
-            broker, journal, clock=clock, sleep=sleep,
+            broker,
+            journal,
+            clock=clock,
+            sleep=sleep,
             # None: the config's broker.fill_timeout_seconds.
             fill_timeout_seconds=(
                 settings.broker.fill_timeout_seconds if fill_timeout_seconds is None else fill_timeout_seconds
@@ -84,7 +87,11 @@ class Executor:
         return self.entries.execute(decisions, cycle_time, decision_ids, price_hints)
 
     def enter(
-        self, decision: Decision, *, cycle_time: datetime, decision_id: int | None = None,
+        self,
+        decision: Decision,
+        *,
+        cycle_time: datetime,
+        decision_id: int | None = None,
         price_hint: Decimal | None = None,
     ) -> EntryOutcome:
         return self.entries.enter(decision, cycle_time=cycle_time, decision_id=decision_id, price_hint=price_hint)
@@ -106,8 +113,13 @@ class Executor:
             return self.backstops.sync(position, live)
 
     def exit(
-        self, position: PositionRecord, reason: ExitReason, *, price: Decimal | None = None,
-        now: datetime | None = None, live: Sequence[OrderResult] | None = None,
+        self,
+        position: PositionRecord,
+        reason: ExitReason,
+        *,
+        price: Decimal | None = None,
+        now: datetime | None = None,
+        live: Sequence[OrderResult] | None = None,
     ) -> PositionRecord | None:
         return self.exits.exit(position, reason, price=price, now=now, live=live)
 

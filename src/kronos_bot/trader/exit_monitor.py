@@ -17,12 +17,12 @@ from decimal import Decimal
 
 from kronos_bot.broker.base import Broker, BrokerPosition, BrokerUnavailable, OrderResult
 from kronos_bot.config import Settings
+from kronos_bot.logs import get_logger
 from kronos_bot.trader.execution import Executor
-from kronos_bot.trader.stops import update_stop
 from kronos_bot.trader.health import DegradedTracker
 from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.records import PositionRecord
-from kronos_bot.logs import get_logger
+from kronos_bot.trader.stops import update_stop
 
 PriceSource = Callable[[str], Decimal | None]
 log = get_logger("kronos_bot.trader.exit_monitor")
@@ -91,9 +91,7 @@ class ExitMonitor:
 
     def _report_unavailable(self, exc: BrokerUnavailable, positions: int) -> None:
         """Once per outage at warning (the broker's degraded state carries it); repeats at debug, counted."""
-        quiet = self.health is not None and self.health.repeat(
-            ("broker", "broker_auth"), "exit.broker_unavailable"
-        )
+        quiet = self.health is not None and self.health.repeat(("broker", "broker_auth"), "exit.broker_unavailable")
         (log.debug if quiet else log.warning)("exit.broker_unavailable", error=str(exc), positions=positions)
 
     def check(
@@ -167,8 +165,12 @@ class ExitMonitor:
             log.debug("exit.no_price", symbol=symbol, position_id=position_id)
             return
         self._without_price.add(symbol)
-        log.warning("exit.no_price", symbol=symbol, position_id=position_id,
-                    effect="this position's stop is not moved or checked until a usable price arrives")
+        log.warning(
+            "exit.no_price",
+            symbol=symbol,
+            position_id=position_id,
+            effect="this position's stop is not moved or checked until a usable price arrives",
+        )
 
     def _price(self, symbol: str) -> Decimal | None:
         try:

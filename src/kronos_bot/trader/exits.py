@@ -16,8 +16,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from kronos_bot.broker.base import (
-    Broker,
     ZERO,
+    Broker,
     BrokerPosition,
     BrokerUnavailable,
     OrderRejected,
@@ -33,8 +33,8 @@ from kronos_bot.logs import get_logger
 from kronos_bot.trader.backstops import Backstops
 from kronos_bot.trader.closing import Closer
 from kronos_bot.trader.entries import Entries
-from kronos_bot.trader.records import PositionRecord
 from kronos_bot.trader.orders import OrderDesk, own_kind
+from kronos_bot.trader.records import PositionRecord
 from kronos_bot.trader.stops import ExitReason
 
 # A partially filled exit whose remainder was cancelled is topped up at most this many times.
@@ -65,7 +65,6 @@ class Exits:
         self.lock = lock
         # Positions whose exit is blocked by orders that are not ours: said once, not every tick.
         self._blocked: set[int] = set()
-
 
     @property
     def broker(self) -> Broker:
@@ -100,8 +99,13 @@ class Exits:
                 return position
             cleared = self.backstops.clear(position, live)
             if not cleared.confirmed:
-                log.warning("exit.deferred", symbol=position.symbol, position_id=position.id, reason=reason.value,
-                            error="the backstop's cancel is not confirmed yet; selling now would hit its coins")
+                log.warning(
+                    "exit.deferred",
+                    symbol=position.symbol,
+                    position_id=position.id,
+                    reason=reason.value,
+                    error="the backstop's cancel is not confirmed yet; selling now would hit its coins",
+                )
                 return None
             for pending in self.closer.pending_exit_orders(position):
                 if pending.is_open:
@@ -125,8 +129,13 @@ class Exits:
             try:
                 held = self._free_coins(position)
             except BrokerUnavailable as exc:
-                log.warning("exit.deferred", symbol=position.symbol, position_id=position.id, reason=reason.value,
-                            error=str(exc))
+                log.warning(
+                    "exit.deferred",
+                    symbol=position.symbol,
+                    position_id=position.id,
+                    reason=reason.value,
+                    error=str(exc),
+                )
                 return None
             if held <= 0:
                 self._note_blocked(position, reason, "the position's coins are held by orders that are not ours")
@@ -175,8 +184,13 @@ class Exits:
                     try:
                         held = self._free_coins(position)
                     except BrokerUnavailable as unavailable:
-                        log.warning("exit.deferred", symbol=position.symbol, position_id=position.id,
-                                    reason=reason.value, error=str(unavailable))
+                        log.warning(
+                            "exit.deferred",
+                            symbol=position.symbol,
+                            position_id=position.id,
+                            reason=reason.value,
+                            error=str(unavailable),
+                        )
                         return None
                     if held > 0:
                         continue
@@ -217,8 +231,13 @@ class Exits:
                 final = self.broker.cancel_order(order.order_id)
                 if self.journal.get_order(order.client_order_id) is not None:
                     self.desk.record(order.client_order_id, final)
-                log.info("exit.stale_sell_canceled", symbol=position.symbol, client_order_id=order.client_order_id,
-                         status=final.status.value, filled_qty=final.filled_qty)
+                log.info(
+                    "exit.stale_sell_canceled",
+                    symbol=position.symbol,
+                    client_order_id=order.client_order_id,
+                    status=final.status.value,
+                    filled_qty=final.filled_qty,
+                )
         log.info("exit.coins_freed", symbol=position.symbol, position_id=position.id, orders=len(orders))
         return self._free_qty(position, self.broker.get_position(position.symbol))
 
@@ -227,8 +246,14 @@ class Exits:
             log.debug("exit.blocked", symbol=position.symbol, position_id=position.id, error=error)
             return
         self._blocked.add(position.id)
-        log.warning("exit.blocked", symbol=position.symbol, position_id=position.id, reason=reason.value, error=error,
-                    effect="the exit is tried again on the next tick")
+        log.warning(
+            "exit.blocked",
+            symbol=position.symbol,
+            position_id=position.id,
+            reason=reason.value,
+            error=error,
+            effect="the exit is tried again on the next tick",
+        )
 
     def _seller(self, symbol: str, qty: Decimal, cid: str) -> Callable[[], OrderResult]:
         return lambda: self.broker.sell_qty(symbol, qty, cid)

@@ -61,7 +61,7 @@ class ForecasterHandle:
                 self._forecaster = self._factory()
                 if hasattr(self._forecaster, "repeats"):
                     # Retries inside an outage that is already logged go to debug (counted in degraded.end).
-                    self._forecaster.repeats = lambda event: self._health.repeat(COMPONENT, event)  # type: ignore[attr-defined]
+                    self._forecaster.repeats = lambda event: self._health.repeat(COMPONENT, event)
             except ForecasterUnavailable as exc:
                 self._fail(str(exc))
                 raise

@@ -68,8 +68,9 @@ class DegradedTracker:
         """
         names = [components] if isinstance(components, str) else (None if components is None else list(components))
         with self._lock:
-            candidates = names if names is not None else [d.name for d in sorted(self._active.values(),
-                                                                                 key=lambda d: d.since)]
+            candidates = (
+                names if names is not None else [d.name for d in sorted(self._active.values(), key=lambda d: d.since)]
+            )
             for name in candidates:
                 if name in self._active:
                     self._suppressed[name][event] += 1

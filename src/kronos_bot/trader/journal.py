@@ -346,7 +346,8 @@ class Journal:
 
     def set_order_fee(self, client_order_id: str, fee: Decimal, fee_asset: str) -> None:
         self._exec(
-            "UPDATE orders SET fee = ?, fee_asset = ? WHERE client_order_id = ?", (encode_decimal(fee), fee_asset, client_order_id)
+            "UPDATE orders SET fee = ?, fee_asset = ? WHERE client_order_id = ?",
+            (encode_decimal(fee), fee_asset, client_order_id),
         )
 
     def link_order(self, client_order_id: str, position_id: int) -> None:
@@ -450,7 +451,8 @@ class Journal:
 
     def open_positions(self) -> list[PositionRecord]:
         return [
-            record_of(PositionRecord, r) for r in self._query("SELECT * FROM positions WHERE status = 'open' ORDER BY id")
+            record_of(PositionRecord, r)
+            for r in self._query("SELECT * FROM positions WHERE status = 'open' ORDER BY id")
         ]
 
     def open_position_for(self, symbol: str) -> PositionRecord | None:
@@ -464,11 +466,20 @@ class Journal:
     def update_stop(self, position_id: int, state: StopState) -> None:
         self._exec(
             "UPDATE positions SET hwm = ?, stop_price = ?, trail_armed = ?, updated_at = ? WHERE id = ?",
-            (encode_decimal(state.hwm), encode_decimal(state.stop_price), int(state.trail_armed), encode_time(utcnow()), position_id),
+            (
+                encode_decimal(state.hwm),
+                encode_decimal(state.stop_price),
+                int(state.trail_armed),
+                encode_time(utcnow()),
+                position_id,
+            ),
         )
 
     def update_qty(self, position_id: int, qty: Decimal) -> None:
-        self._exec("UPDATE positions SET qty = ?, updated_at = ? WHERE id = ?", (encode_decimal(qty), encode_time(utcnow()), position_id))
+        self._exec(
+            "UPDATE positions SET qty = ?, updated_at = ? WHERE id = ?",
+            (encode_decimal(qty), encode_time(utcnow()), position_id),
+        )
 
     def update_entry_fill(
         self, position_id: int, *, entry_price: Decimal, entry_filled_qty: Decimal, entry_cost: Decimal, qty: Decimal

@@ -25,9 +25,9 @@ from kronos_bot.broker.base import (
     OrderStatus,
     client_order_id,
 )
+from kronos_bot.logs import get_logger
 from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.records import ORDER_SKIPPED, ORDER_UNKNOWN
-from kronos_bot.logs import get_logger
 
 BOT_ORDER_PREFIX = "kb-"
 BACKSTOP_KIND = "stop"
@@ -89,13 +89,25 @@ class OrderDesk:
             result = send()
         except OrderSkipped as exc:
             self.journal.mark_order(cid, ORDER_SKIPPED, str(exc), now=self.clock())
-            log.info("order.skipped", symbol=symbol, purpose=purpose, client_order_id=cid, reason=exc.reason,
-                     detail=exc.detail)
+            log.info(
+                "order.skipped",
+                symbol=symbol,
+                purpose=purpose,
+                client_order_id=cid,
+                reason=exc.reason,
+                detail=exc.detail,
+            )
             raise
         except OrderRejected as exc:
             self.journal.mark_order(cid, OrderStatus.REJECTED.value, str(exc), now=self.clock())
-            log.warning("order.rejected", symbol=symbol, purpose=purpose, client_order_id=cid,
-                        status_code=exc.status_code, error=str(exc))
+            log.warning(
+                "order.rejected",
+                symbol=symbol,
+                purpose=purpose,
+                client_order_id=cid,
+                status_code=exc.status_code,
+                error=str(exc),
+            )
             raise
         except BrokerUnavailable as exc:
             self.journal.mark_order(cid, ORDER_UNKNOWN, str(exc), now=self.clock())
@@ -103,9 +115,18 @@ class OrderDesk:
             raise
         self.record(cid, result)
         log.info(
-            "order.submitted", symbol=symbol, purpose=purpose, client_order_id=cid, order_id=result.order_id,
-            side=result.side.value, type=result.type.value, notional=result.notional, qty=result.qty,
-            stop_price=result.stop_price, limit_price=result.limit_price, status=result.status.value,
+            "order.submitted",
+            symbol=symbol,
+            purpose=purpose,
+            client_order_id=cid,
+            order_id=result.order_id,
+            side=result.side.value,
+            type=result.type.value,
+            notional=result.notional,
+            qty=result.qty,
+            stop_price=result.stop_price,
+            limit_price=result.limit_price,
+            status=result.status.value,
         )
         return result
 
@@ -118,8 +139,9 @@ class OrderDesk:
             try:
                 result = self.broker.get_order(result.order_id)
             except BrokerUnavailable as exc:
-                log.warning("order.poll_failed", symbol=result.symbol, client_order_id=result.client_order_id,
-                            error=str(exc))
+                log.warning(
+                    "order.poll_failed", symbol=result.symbol, client_order_id=result.client_order_id, error=str(exc)
+                )
         self.record(result.client_order_id, result)
         return result
 

@@ -19,8 +19,8 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from kronos_bot.broker.base import Broker, BrokerError
-from kronos_bot.trader.health import DegradedTracker
 from kronos_bot.logs import get_logger
+from kronos_bot.trader.health import DegradedTracker
 from kronos_bot.trader.price_guard import GuardState, Outcome, Screened, note_bar, reference, screen
 
 log = get_logger("kronos_bot.trader.prices")
@@ -86,7 +86,9 @@ class PriceBook:
             state = self._guard.get(symbol)
         return state is not None and state.suspect is not None
 
-    def _screened(self, incoming: Mapping[str, tuple[Decimal, str]], now: datetime) -> dict[str, tuple[Decimal, datetime, str]]:
+    def _screened(
+        self, incoming: Mapping[str, tuple[Decimal, str]], now: datetime
+    ) -> dict[str, tuple[Decimal, datetime, str]]:
         """Pass every new price through the jump check; cache and return the usable ones."""
         if self.max_jump_percent is None:
             fresh = {s: (p, now, source) for s, (p, source) in incoming.items()}
@@ -94,28 +96,35 @@ class PriceBook:
                 self._prices.update(fresh)
             return fresh
         with self._lock:
-            verdicts = {s: screen(self._guard.get(s, GuardState()), p, now, self.max_jump_percent)
-                        for s, (p, _) in incoming.items()}
+            verdicts = {
+                s: screen(self._guard.get(s, GuardState()), p, now, self.max_jump_percent)
+                for s, (p, _) in incoming.items()
+            }
         suspects = [s for s, v in verdicts.items() if not v.usable]
         if suspects:
             mids = self._second_source(suspects)
             with self._lock:
                 for symbol in suspects:
                     if mids.get(symbol) is not None:
-                        verdicts[symbol] = screen(self._guard.get(symbol, GuardState()), incoming[symbol][0], now,
-                                                  self.max_jump_percent, second=mids[symbol])
-        fresh: dict[str, tuple[Decimal, datetime, str]] = {}
+                        verdicts[symbol] = screen(
+                            self._guard.get(symbol, GuardState()),
+                            incoming[symbol][0],
+                            now,
+                            self.max_jump_percent,
+                            second=mids[symbol],
+                        )
+        usable: dict[str, tuple[Decimal, datetime, str]] = {}
         with self._lock:
             for symbol, verdict in verdicts.items():
                 before = self._guard.get(symbol, GuardState())
                 self._guard[symbol] = verdict.state
                 if verdict.usable:
-                    fresh[symbol] = (incoming[symbol][0], now, incoming[symbol][1])
-                    self._prices[symbol] = fresh[symbol]
+                    usable[symbol] = (incoming[symbol][0], now, incoming[symbol][1])
+                    self._prices[symbol] = usable[symbol]
                 else:
                     self._prices.pop(symbol, None)  # nothing older stands in for a price we do not believe
                 self._log(symbol, before, verdict, incoming[symbol][0], now)
-        return fresh
+        return usable
 
     def _second_source(self, symbols: Sequence[str]) -> dict[str, Decimal]:
         """The latest quote mids (an independent price of the same moment), when the source offers them."""
@@ -124,26 +133,40 @@ class PriceBook:
             return {}
         try:
             return quotes(list(symbols))
-        except Exception as exc:  # noqa: BLE001 - no second opinion this tick: the next tick decides
+        except Exception as exc:
             log.debug("prices.quote_failed", symbols=list(symbols), error=str(exc))
             return {}
 
     def _log(self, symbol: str, before: GuardState, verdict: Screened, price: Decimal, now: datetime) -> None:
         ref = reference(before)
         jump = None if ref is None or ref == 0 else round(float(price / ref - 1) * 100, 3)
-        fields: dict[str, Any] = {"symbol": symbol, "price": price, "reference": ref, "jump_percent": jump,
-                                  "max_jump_percent": self.max_jump_percent}
+        fields: dict[str, Any] = {
+            "symbol": symbol,
+            "price": price,
+            "reference": ref,
+            "jump_percent": jump,
+            "max_jump_percent": self.max_jump_percent,
+        }
         if verdict.started and verdict.ended:
             log.warning("price.jump_confirmed", **fields, confirmed_by="quote")
         elif verdict.started:
-            log.warning("price.suspect", **fields,
-                        reason="no reference price yet" if ref is None else "jump beyond max_price_jump_percent",
-                        effect="held back: it moves no stop until the quote or the next tick confirms it")
+            log.warning(
+                "price.suspect",
+                **fields,
+                reason="no reference price yet" if ref is None else "jump beyond max_price_jump_percent",
+                effect="held back: it moves no stop until the quote or the next tick confirms it",
+            )
         elif verdict.ended:
             since = before.suspect_since or now
-            log.info("price.suspect_end", symbol=symbol, price=price, suspect=before.suspect,
-                     outcome="confirmed" if verdict.outcome is Outcome.CONFIRMED else "dropped",
-                     ticks=before.suspect_ticks, duration_seconds=round((now - since).total_seconds(), 1))
+            log.info(
+                "price.suspect_end",
+                symbol=symbol,
+                price=price,
+                suspect=before.suspect,
+                outcome="confirmed" if verdict.outcome is Outcome.CONFIRMED else "dropped",
+                ticks=before.suspect_ticks,
+                duration_seconds=round((now - since).total_seconds(), 1),
+            )
 
     def _from_broker(self, symbols: Sequence[str]) -> dict[str, tuple[Decimal, str]]:
         out: dict[str, tuple[Decimal, str]] = {}

@@ -12,9 +12,10 @@ Steps, each idempotent:
      average entry price.
   4. Backstops against the broker's open orders: every open position ends with at most one live
      backstop, the one the journal names (a backstop left live by a crash mid-replace is re-linked,
-     extra ones are cancelled; a missing one is placed by the next exit tick); our own backstops left open for positions that
-     are already closed (a crash between close and cancel) are cancelled. Open orders at the broker that
-     the journal does not know and that are not ours are logged once and never touched.
+     extra ones are cancelled; a missing one is placed by the next exit tick); our own backstops left
+     open for positions that are already closed (a crash between close and cancel) are cancelled.
+     Open orders at the broker that the journal does not know and that are not ours are logged once
+     and never touched.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from decimal import Decimal
 
 from kronos_bot.broker.base import Broker, BrokerUnavailable, OrderResult, OrderStatus
 from kronos_bot.config import Settings
+from kronos_bot.logs import get_logger
 from kronos_bot.trader.execution import Executor
-from kronos_bot.trader.stops import initial_state
 from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.records import ORDER_INTENT, ORDER_UNKNOWN, OrderRecord, PositionRecord
-from kronos_bot.logs import get_logger
+from kronos_bot.trader.stops import initial_state
 
 # An intent younger than this may still be on its way out from another thread: leave it alone.
 INTENT_GRACE_SECONDS = 120.0
@@ -251,5 +252,5 @@ class Reconciler:
             return None
         try:
             return self.price_source(symbol)
-        except Exception:  # noqa: BLE001 - a missing price only affects the valuation of an external close
+        except Exception:
             return None

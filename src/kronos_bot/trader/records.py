@@ -58,9 +58,6 @@ def decode_decimal(value: str | None) -> Decimal | None:
     return Decimal(value) if value is not None else None
 
 
-
-
-
 @dataclass(frozen=True)
 class PositionRecord:
     id: int

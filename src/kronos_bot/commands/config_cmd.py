@@ -8,8 +8,8 @@ import sys
 
 import yaml
 
-from kronos_bot.cli import EXIT_CONFIG_ERROR, add_common_options
-from kronos_bot.config import START_REFUSED, ConfigError, Settings, check_journal_path, resolve_config_path
+from kronos_bot.cli import add_common_options
+from kronos_bot.config import Settings, resolve_config_path
 
 NAME = "config"
 HELP = "inspect the configuration (check: validate and print the effective config, secrets redacted)"
@@ -23,12 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
+    from kronos_bot.commands.trader_start import journal_refusal
+
     # "config OK" must mean `run` will start: the journal path is checked as run and once check it.
-    try:
-        check_journal_path(settings, args.config)
-    except ConfigError as exc:
-        print(f"kronos-bot: {exc}\nkronos-bot: {START_REFUSED}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
+    refused = journal_refusal(settings, args)
+    if refused is not None:
+        return refused
     data = settings.redacted()
     source = resolve_config_path(args.config)
     if args.json:

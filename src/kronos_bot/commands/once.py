@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from kronos_bot.cli import EXIT_CONFIG_ERROR
-from kronos_bot.config import START_REFUSED, ConfigError, Settings, check_journal_path
+from kronos_bot.config import Settings
 
 NAME = "once"
 HELP = "run one entry cycle now and print the decisions (places orders only with --trade)"
@@ -20,23 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    from kronos_bot.broker.alpaca import LiveTradingRefused
-    from kronos_bot.logs import get_logger
-    from kronos_bot.trader.daemon import build_trader_parts
+    from kronos_bot.commands.trader_start import trader_parts
     from kronos_bot.trader.decision_table import render_events
 
-    log = get_logger("kronos_bot.once")
-    # With or without --trade: the cycle journals its decisions, so build_trader_parts always opens the journal.
-    try:
-        check_journal_path(settings, getattr(args, "config", None))
-    except ConfigError as exc:
-        print(f"kronos-bot: {exc}\nkronos-bot: {START_REFUSED}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
-    try:
-        parts = build_trader_parts(settings)
-    except LiveTradingRefused as exc:
-        log.error("trader.refused", reason=str(exc))
-        return 2
+    # With or without --trade: the cycle journals its decisions, so the journal is always opened.
+    parts = trader_parts(settings, args, "kronos_bot.once")
+    if isinstance(parts, int):
+        return parts
     try:
         report = parts.cycle.run(trade=args.trade)
     finally:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -254,28 +254,14 @@ def request_payload(series: Sequence[SeriesInput], params: SamplingParams) -> di
 
 
 def series_out(forecast: SeriesForecast, compute_seconds: float) -> SeriesOut:
-    """Wire form of one forecast; the batch's compute time is used when the model did not time the series."""
-    return SeriesOut(
-        id=forecast.id,
-        last_close=forecast.last_close,
-        candles=[
-            CandleOut(
-                timestamp=c.timestamp,
-                open=c.open,
-                high=c.high,
-                low=c.low,
-                close=c.close,
-                volume=c.volume,
-                amount=c.amount,
-            )
-            for c in forecast.candles
-        ],
-        path_closes=[list(path) for path in forecast.path_closes],
-        p_up=forecast.p_up,
-        close_quantiles={key: list(values) for key, values in forecast.close_quantiles.items()},
-        compute_seconds=forecast.compute_seconds or compute_seconds,
-        extra={k: v for k, v in forecast.extra.items() if v is None or isinstance(v, (str, int, float, bool))},
-    )
+    """Wire form of one forecast; the batch's compute time is used when the model did not time the series.
+
+    Built from the dataclass's own fields (`asdict`), so the contract and the wire cannot drift apart
+    silently: a field one has and the other lacks fails validation here, in the tests."""
+    data = asdict(forecast)
+    data["compute_seconds"] = forecast.compute_seconds or compute_seconds
+    data["extra"] = {k: v for k, v in forecast.extra.items() if v is None or isinstance(v, (str, int, float, bool))}
+    return SeriesOut.model_validate(data)
 
 
 def series_forecast(out: SeriesOut) -> SeriesForecast:
@@ -284,24 +270,6 @@ def series_forecast(out: SeriesOut) -> SeriesForecast:
     def utc(ts: datetime) -> datetime:
         return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
-    return SeriesForecast(
-        id=out.id,
-        last_close=out.last_close,
-        candles=[
-            Candle(
-                timestamp=utc(c.timestamp),
-                open=c.open,
-                high=c.high,
-                low=c.low,
-                close=c.close,
-                volume=c.volume,
-                amount=c.amount,
-            )
-            for c in out.candles
-        ],
-        path_closes=out.path_closes,
-        p_up=out.p_up,
-        close_quantiles=out.close_quantiles,
-        compute_seconds=out.compute_seconds,
-        extra=dict(out.extra),
-    )
+    data = out.model_dump()
+    data["candles"] = [Candle(**{**c, "timestamp": utc(c["timestamp"])}) for c in data["candles"]]
+    return SeriesForecast(**data)

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from kronos_bot.broker.base import (
-    Broker,
     BrokerUnavailable,
     OrderNotFound,
     OrderRejected,
@@ -43,7 +42,7 @@ from kronos_bot.broker.base import (
 from kronos_bot.config import Settings
 from kronos_bot.logs import get_logger
 from kronos_bot.trader.journal import Journal
-from kronos_bot.trader.orders import BACKSTOP_KIND, OrderDesk, backstop_id_prefix, backstop_seq_of, own_kind
+from kronos_bot.trader.orders import BACKSTOP_KIND, DeskUser, OrderDesk, backstop_id_prefix, backstop_seq_of, own_kind
 from kronos_bot.trader.records import ORDER_CANCEL_REQUESTED, ORDER_INTENT, ORDER_UNKNOWN, OrderRecord, PositionRecord
 from kronos_bot.trader.stops import backstop_needs_replace, backstop_prices
 
@@ -92,20 +91,13 @@ def _live_now(journal: Journal, orders: Iterable[OrderResult]) -> list[OrderResu
     return out
 
 
-class Backstops:
+class Backstops(DeskUser):
     """Places, moves, re-links and cancels backstops; all through the OrderDesk, all journaled first."""
 
     def __init__(self, desk: OrderDesk, settings: Settings) -> None:
-        self.desk = desk
-        self.journal: Journal = desk.journal
-        self.settings = settings
+        super().__init__(desk, settings)
 
     # ----- keeping one live backstop -----
-
-    @property
-    def broker(self) -> Broker:
-        """Always the desk's broker: one place to swap it (tests stand a dying proxy in for it)."""
-        return self.desk.broker
 
     def sync(self, position: PositionRecord, live: Sequence[OrderResult] | None = None) -> PositionRecord:
         """Place the backstop at the current stop, or move it when the stop rose enough.
@@ -343,18 +335,7 @@ class Backstops:
         if old_cid:
             with contextlib.suppress(BrokerUnavailable, OrderNotFound):
                 self.desk.record(old_cid, self.broker.get_order(old_id))
-        self.journal.set_backstop(position.id, order_id=result.order_id, client_order_id=cid, stop=stop, seq=seq)
-        log.info(
-            "backstop.replaced",
-            symbol=position.symbol,
-            position_id=position.id,
-            stop=stop,
-            limit=limit,
-            previous_stop=position.backstop_stop,
-            order_id=result.order_id,
-            method="replace",
-        )
-        return self.journal.get_position(position.id)
+        return self._moved(position, result, cid, stop, limit, seq, "replace")
 
     def _replace_refused(
         self, position: PositionRecord, cid: str, stop: Decimal, limit: Decimal, seq: int
@@ -402,6 +383,19 @@ class Backstops:
             )
         except (OrderSkipped, OrderRejected, BrokerUnavailable):
             return self.journal.get_position(position.id)  # unprotected for one tick: the next sync places
+        return self._moved(position, result, cid, stop, limit, seq, "cancel_then_place")
+
+    def _moved(
+        self,
+        position: PositionRecord,
+        result: OrderResult,
+        cid: str,
+        stop: Decimal,
+        limit: Decimal,
+        seq: int,
+        method: str,
+    ) -> PositionRecord:
+        """The new backstop is live: the journal names it from now on."""
         self.journal.set_backstop(position.id, order_id=result.order_id, client_order_id=cid, stop=stop, seq=seq)
         log.info(
             "backstop.replaced",
@@ -411,7 +405,7 @@ class Backstops:
             limit=limit,
             previous_stop=position.backstop_stop,
             order_id=result.order_id,
-            method="cancel_then_place",
+            method=method,
         )
         return self.journal.get_position(position.id)
 

@@ -13,32 +13,23 @@ import threading
 from datetime import datetime
 from decimal import Decimal
 
-from kronos_bot.broker.base import ZERO, Broker, BrokerUnavailable, OrderResult, OrderStatus
+from kronos_bot.broker.base import ZERO, BrokerUnavailable, OrderResult, OrderStatus
 from kronos_bot.config import Settings
 from kronos_bot.logs import get_logger
 from kronos_bot.trader.backstops import Backstops
-from kronos_bot.trader.orders import OrderDesk, fee_rate
+from kronos_bot.trader.orders import DeskUser, OrderDesk, fee_rate
 from kronos_bot.trader.records import PositionRecord
 from kronos_bot.trader.stops import ExitReason
 
 log = get_logger("kronos_bot.trader.execution")
 
 
-class Closer:
+class Closer(DeskUser):
     """Writes a position's close (P&L, fees, reason) from the journal's record of its sells."""
 
     def __init__(self, desk: OrderDesk, backstops: Backstops, settings: Settings, lock: threading.RLock) -> None:
-        self.desk = desk
-        self.journal = desk.journal
-        self.clock = desk.clock
+        super().__init__(desk, settings, lock)
         self.backstops = backstops
-        self.settings = settings
-        self.lock = lock
-
-    @property
-    def broker(self) -> Broker:
-        """Always the desk's broker: one place to swap it (tests stand a dying proxy in for it)."""
-        return self.desk.broker
 
     def pending_exit_orders(self, position: PositionRecord) -> list[OrderResult]:
         """Exit orders of earlier ticks that were not final then, refreshed from the broker."""

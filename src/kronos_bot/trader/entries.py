@@ -17,7 +17,6 @@ from decimal import Decimal
 from kronos_bot.broker.base import (
     QTY_STEP_DEFAULT,
     ZERO,
-    Broker,
     BrokerUnavailable,
     OrderRejected,
     OrderResult,
@@ -33,7 +32,7 @@ from kronos_bot.logs import get_logger
 from kronos_bot.trader.backstops import Backstops
 from kronos_bot.trader.closing import Closer
 from kronos_bot.trader.engine import RiskState
-from kronos_bot.trader.orders import OrderDesk, fee_rate
+from kronos_bot.trader.orders import DeskUser, OrderDesk, fee_rate
 from kronos_bot.trader.records import ORDER_UNKNOWN, OrderRecord, PositionRecord
 from kronos_bot.trader.stops import ExitReason, initial_state
 
@@ -51,24 +50,15 @@ class EntryOutcome:
     reason: str = ""
 
 
-class Entries:
+class Entries(DeskUser):
     """Buys for the engine's ENTER decisions and opens (or grows) their journal positions."""
 
     def __init__(
         self, desk: OrderDesk, backstops: Backstops, closer: Closer, settings: Settings, lock: threading.RLock
     ) -> None:
-        self.desk = desk
-        self.journal = desk.journal
-        self.clock = desk.clock
+        super().__init__(desk, settings, lock)
         self.backstops = backstops
         self.closer = closer
-        self.settings = settings
-        self.lock = lock
-
-    @property
-    def broker(self) -> Broker:
-        """Always the desk's broker: one place to swap it (tests stand a dying proxy in for it)."""
-        return self.desk.broker
 
     def _fee_rate(self) -> Decimal:
         return fee_rate(self.settings.broker.sim.fee_percent)

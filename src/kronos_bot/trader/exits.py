@@ -17,7 +17,6 @@ from decimal import Decimal
 
 from kronos_bot.broker.base import (
     ZERO,
-    Broker,
     BrokerPosition,
     BrokerUnavailable,
     OrderRejected,
@@ -33,7 +32,7 @@ from kronos_bot.logs import get_logger
 from kronos_bot.trader.backstops import Backstops
 from kronos_bot.trader.closing import Closer
 from kronos_bot.trader.entries import Entries
-from kronos_bot.trader.orders import OrderDesk, own_kind
+from kronos_bot.trader.orders import DeskUser, OrderDesk, own_kind
 from kronos_bot.trader.records import PositionRecord
 from kronos_bot.trader.stops import ExitReason
 
@@ -43,7 +42,7 @@ MAX_EXIT_ORDERS = 3
 log = get_logger("kronos_bot.trader.execution")
 
 
-class Exits:
+class Exits(DeskUser):
     """Sells positions (see the module doc); the close itself is written by the Closer."""
 
     def __init__(
@@ -55,21 +54,12 @@ class Exits:
         settings: Settings,
         lock: threading.RLock,
     ) -> None:
-        self.desk = desk
-        self.journal = desk.journal
-        self.clock = desk.clock
+        super().__init__(desk, settings, lock)
         self.backstops = backstops
         self.closer = closer
         self.entries = entries
-        self.settings = settings
-        self.lock = lock
         # Positions whose exit is blocked by orders that are not ours: said once, not every tick.
         self._blocked: set[int] = set()
-
-    @property
-    def broker(self) -> Broker:
-        """Always the desk's broker: one place to swap it (tests stand a dying proxy in for it)."""
-        return self.desk.broker
 
     def exit(
         self,
@@ -99,12 +89,8 @@ class Exits:
                 return position
             cleared = self.backstops.clear(position, live)
             if not cleared.confirmed:
-                log.warning(
-                    "exit.deferred",
-                    symbol=position.symbol,
-                    position_id=position.id,
-                    reason=reason.value,
-                    error="the backstop's cancel is not confirmed yet; selling now would hit its coins",
+                self._deferred(
+                    position, reason, "the backstop's cancel is not confirmed yet; selling now would hit its coins"
                 )
                 return None
             for pending in self.closer.pending_exit_orders(position):
@@ -113,9 +99,7 @@ class Exits:
                     return None
             broker_position = self.broker.get_position(position.symbol)
         except BrokerUnavailable as exc:
-            log.warning(
-                "exit.deferred", symbol=position.symbol, position_id=position.id, reason=reason.value, error=str(exc)
-            )
+            self._deferred(position, reason, str(exc))
             return None
         if cleared.filled:
             return self._close(position, ExitReason.BACKSTOP, now)
@@ -126,17 +110,10 @@ class Exits:
         held = self._free_qty(position, broker_position)
         if held <= 0:
             # The coins are there but open orders hold them (one of ours the journal does not know).
-            try:
-                held = self._free_coins(position)
-            except BrokerUnavailable as exc:
-                log.warning(
-                    "exit.deferred",
-                    symbol=position.symbol,
-                    position_id=position.id,
-                    reason=reason.value,
-                    error=str(exc),
-                )
+            freed = self._try_free_coins(position, reason)
+            if freed is None:
                 return None
+            held = freed
             if held <= 0:
                 self._note_blocked(position, reason, "the position's coins are held by orders that are not ours")
                 return None
@@ -181,17 +158,10 @@ class Exits:
                 if exc.status_code == 403 and not freed:
                     # Insufficient balance: something of ours still holds the coins. Free them once, then retry.
                     freed = True
-                    try:
-                        held = self._free_coins(position)
-                    except BrokerUnavailable as unavailable:
-                        log.warning(
-                            "exit.deferred",
-                            symbol=position.symbol,
-                            position_id=position.id,
-                            reason=reason.value,
-                            error=str(unavailable),
-                        )
+                    now_free = self._try_free_coins(position, reason)
+                    if now_free is None:
                         return None
+                    held = now_free
                     if held > 0:
                         continue
                     if self.journal.sell_fills(position.id):
@@ -220,6 +190,17 @@ class Exits:
                 break
         self._blocked.discard(position.id)
         return True
+
+    def _deferred(self, position: PositionRecord, reason: ExitReason, error: str) -> None:
+        log.warning("exit.deferred", symbol=position.symbol, position_id=position.id, reason=reason.value, error=error)
+
+    def _try_free_coins(self, position: PositionRecord, reason: ExitReason) -> Decimal | None:
+        """`_free_coins`, or None (logged) when the broker cannot be reached: the next tick tries again."""
+        try:
+            return self._free_coins(position)
+        except BrokerUnavailable as exc:
+            self._deferred(position, reason, str(exc))
+            return None
 
     def _free_coins(self, position: PositionRecord) -> Decimal:
         """After a 403 on an exit: cancel every sell of ours holding this symbol's coins (backstops, an old

@@ -11,6 +11,7 @@ so an order whose journal row was lost is still recognised as ours and never mis
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -25,6 +26,7 @@ from kronos_bot.broker.base import (
     OrderStatus,
     client_order_id,
 )
+from kronos_bot.config import Settings
 from kronos_bot.logs import get_logger
 from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.records import ORDER_SKIPPED, ORDER_UNKNOWN
@@ -151,6 +153,23 @@ class OrderDesk:
         if found is not None and self.journal.get_order(cid) is not None:
             self.record(cid, found)
         return found
+
+
+class DeskUser:
+    """A part of the order flow (entries, exits, backstops, closing): it sends through the shared
+    OrderDesk and acts under the shared trading lock, so the parts can never race each other."""
+
+    def __init__(self, desk: OrderDesk, settings: Settings, lock: threading.RLock | None = None) -> None:
+        self.desk = desk
+        self.journal = desk.journal
+        self.clock = desk.clock
+        self.settings = settings
+        self.lock = lock if lock is not None else threading.RLock()
+
+    @property
+    def broker(self) -> Broker:
+        """Always the desk's broker: one place to swap it (tests stand a dying proxy in for it)."""
+        return self.desk.broker
 
 
 def fee_rate(percent: float) -> Decimal:

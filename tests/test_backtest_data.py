@@ -78,7 +78,7 @@ def test_backtest_settings_apply_overrides_and_force_the_sim_broker() -> None:
     s = backtest_settings(base, symbols=["btc", "ETHUSD"], samples=8, seed=None, fee_percent=0.1)
     assert s.symbols == ["BTC/USD", "ETH/USD"] and s.effective_broker() == "sim"
     assert (s.gates.kronos.samples, s.gates.kronos.seed, s.broker.sim.fee_percent) == (8, 0, 0.1)
-    assert base.gates.kronos.samples == 1 and base.broker.kind == "alpaca"  # the original is untouched
+    assert base.gates.kronos.samples == 32 and base.broker.kind == "alpaca"  # the original is untouched (default 32)
     with pytest.raises(ValueError):
         backtest_settings(base, samples=0)
     assert normalize_symbol("doge") == "DOGE/USD"

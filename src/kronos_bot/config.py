@@ -200,8 +200,9 @@ class KronosGateSettings(Section):
     ensemble_threshold_percent: float = Field(0.0, ge=0, le=50)
     # A signal is actionable when its confidence (0-1) is at least this.
     min_confidence: Probability = 0.55
-    # Sampled paths per symbol (ensemble needs many; magnitude works with 1).
-    samples: int = Field(1, ge=1, le=256)
+    # Sampled paths per symbol: P(up), quantiles and the live skill scores need paths (below 16 they are
+    # coarse, and a warning says so); magnitude reads the mean path.
+    samples: int = Field(32, ge=1, le=256)
     # Sampling temperature (> 0).
     temperature: float = Field(1.0, gt=0, le=10)
     # Nucleus sampling mass (0-1]; ignored when top_k > 0.

@@ -139,6 +139,9 @@ def model_run(
 ) -> Iterator[tuple[Forecaster, CacheStore, Callable[[int, int, str], None]]]:
     """What a backtest or evaluation runs with: the (lazy) model, the forecast cache and the progress
     callback; the cache and the progress bar are closed afterwards, whatever happened."""
+    from kronos_bot.gates.forecast_cache import warn_if_coarse
+
+    warn_if_coarse(settings.gates.kronos.samples)
     forecaster = load_forecaster(args, settings)
     update, close = progress_callback(args, label)
     cache = CacheStore.in_dir(args.cache_dir)

@@ -38,6 +38,10 @@ from kronos_bot.forecast_types import (
 from kronos_bot.gates.kronos import kronos_gate, unavailable
 from kronos_bot.logs import get_logger
 
+# Below this many sampled paths P(up) moves in steps of 1/samples and the skill scores are coarse.
+MIN_CALIBRATION_SAMPLES = 16
+_coarse_warned: set[int] = set()
+
 # model_info() keys that describe the running process rather than the model; left out of the cache key.
 VOLATILE_MODEL_INFO_KEYS = frozenset({"uptime_seconds", "started_at", "requests", "queue", "load_seconds", "rss_mb"})
 
@@ -63,6 +67,20 @@ def sampling_params(settings: KronosGateSettings, max_context: int = 512) -> Sam
         top_k=settings.top_k,
         max_context=max_context,
         seed=settings.seed,
+    )
+
+
+def warn_if_coarse(samples: int) -> None:
+    """Once per process: fewer than MIN_CALIBRATION_SAMPLES paths make P(up) and calibration coarse."""
+    if samples >= MIN_CALIBRATION_SAMPLES or samples in _coarse_warned:
+        return
+    _coarse_warned.add(samples)
+    log.warning(
+        "forecast.coarse_samples",
+        samples=samples,
+        recommended=MIN_CALIBRATION_SAMPLES,
+        detail=f"with {samples} sampled path(s) P(up) moves in steps of {1 / samples:.2f}: its Brier score, "
+        "calibration and the CRPS are coarse; set gates.kronos.samples to 16 or more (default 32)",
     )
 
 
@@ -194,6 +212,7 @@ def kronos_gates(
 ) -> dict[str, KronosResult]:
     """One cycle's Kronos verdicts: cached or batched forecasts, then the pure gate per symbol."""
     params = sampling_params(settings, max_context)
+    warn_if_coarse(params.samples)
     forecasts = forecast_symbols(bars, forecaster, params, cache)
     results: dict[str, KronosResult] = {}
     for symbol, forecast in forecasts.items():

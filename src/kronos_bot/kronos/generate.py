@@ -16,10 +16,15 @@ from that step on every step recomputes the full windows (the reference semantic
 
 The tokenizer's causal decoder also needs each series' context part only once (`decode_with_prefix`).
 `use_cache=False` recomputes everything at every step; it is the baseline and the cache's oracle.
+
+Randomness: one stream per series (`RowStreams`), from which that series' S paths draw their uniforms at
+every sampling step, so a series' paths depend on its own stream only -- never on which other series
+share the batch or where it sits in it (a backtest batches 16 series, the live cycle 4).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +52,29 @@ class SamplingSpec:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-def sample_from_logits(logits: Tensor, spec: SamplingSpec, generator: torch.Generator) -> Tensor:
-    """[R, V] logits -> [R] token ids: one draw per row from `generator` (inverse CDF on one uniform).
+class RowStreams:
+    """One random stream per series of a batch; the rows of a series (its samples) draw from its stream.
+
+    Every sampling call of a generation draws from every stream the same number of uniforms (one per
+    sample), in the same order, so each series sees exactly the sequence it would see alone.
+    """
+
+    def __init__(self, generators: Sequence[torch.Generator]) -> None:
+        if not generators:
+            raise ValueError("RowStreams needs at least one generator")
+        self.generators = list(generators)
+
+    def uniform(self, rows: int, *, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """[rows, 1] uniforms: rows / B from each series' stream, series-major like the rows."""
+        per, rest = divmod(rows, len(self.generators))
+        if rest:
+            raise ValueError(f"{rows} rows do not split over {len(self.generators)} series")
+        return torch.cat([torch.rand(per, 1, generator=g, device=device, dtype=dtype) for g in self.generators], dim=0)
+
+
+def sample_from_logits(logits: Tensor, spec: SamplingSpec, generator: torch.Generator | RowStreams) -> Tensor:
+    """[R, V] logits -> [R] token ids: one draw per row (inverse CDF on one uniform) from `generator`, or
+    from each series' own stream (`RowStreams`).
 
     Same distribution as the reference (logits / T; top-k, else top-p; softmax; one multinomial
     draw), computed with a threshold instead of a scatter: the kept tokens are those whose
@@ -57,7 +83,10 @@ def sample_from_logits(logits: Tensor, spec: SamplingSpec, generator: torch.Gene
     """
     cdf = torch.cumsum(filtered_probs(logits, spec), dim=-1)
     total = cdf[:, -1:]
-    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * total
+    if isinstance(generator, RowStreams):
+        u = generator.uniform(cdf.shape[0], dtype=cdf.dtype, device=cdf.device) * total
+    else:
+        u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * total
     index = torch.searchsorted(cdf, u, right=True)
     # Rounding can push u onto the total; never step past the last token with probability > 0.
     last_kept = (cdf < total).sum(dim=-1, keepdim=True)
@@ -114,10 +143,13 @@ def generate(
     samples: int,
     spec: SamplingSpec,
     max_context: int,
-    generator: torch.Generator,
+    generator: torch.Generator | RowStreams,
     use_cache: bool = True,
 ) -> Tensor:
-    """Sample `samples` paths per series; returns normalized predictions [B, S, pred_len, d_in]."""
+    """Sample `samples` paths per series; returns normalized predictions [B, S, pred_len, d_in].
+
+    `generator`: one RowStreams stream per series (what the predictor passes), or one torch.Generator
+    shared by all rows (then a series' paths depend on the batch)."""
     if pred_len < 1 or pred_len > max_context:
         raise ValueError(f"pred_len must be in [1, max_context={max_context}], got {pred_len}")
     if samples < 1:
@@ -149,7 +181,7 @@ class _Generator:
         samples: int,
         spec: SamplingSpec,
         max_context: int,
-        generator: torch.Generator,
+        generator: torch.Generator | RowStreams,
     ) -> None:
         self.model = model
         self.batch = batch

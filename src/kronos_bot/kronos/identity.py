@@ -19,6 +19,9 @@ from .hub import KNOWN_CHECKPOINTS, CheckpointFiles, ModelLoadError, paired_toke
 BACKEND = "kronos_bot.kronos"
 
 
+SAMPLING_SCHEME = "per-series-stream-1"
+
+
 def forecaster_identity(
     checkpoints: Mapping[str, object],
     model_config: Mapping[str, Any],
@@ -34,6 +37,9 @@ def forecaster_identity(
         "tokenizer_config": dict(tokenizer_config),
         "device": device,
         "threads": threads,
+        # How paths are sampled (one stream per series, `predictor.stream_seed`): part of every cache key,
+        # so forecasts sampled another way are never taken for these.
+        "sampling_scheme": SAMPLING_SCHEME,
     }
 
 

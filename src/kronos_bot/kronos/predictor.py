@@ -9,6 +9,7 @@ time features (UTC), sampling, mean over paths, de-normalization.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import secrets
 import time
@@ -25,7 +26,7 @@ import torch
 from kronos_bot.forecast_types import Candle, ForecastInputError, SamplingParams, SeriesForecast, SeriesInput
 
 from .config import KronosConfigError, PredictorConfig, TokenizerConfig, config_to_dict, load_config
-from .generate import GenerationInput, SamplingSpec, generate
+from .generate import GenerationInput, RowStreams, SamplingSpec, generate
 from .hub import DEFAULT_MODEL, CheckpointFiles, ModelLoadError
 from .identity import ResolvedCheckpoints, forecaster_identity, resolve_checkpoints
 from .model import KronosPredictorModel, KronosTokenizer
@@ -55,6 +56,14 @@ class PreparedSeries:
     future_stamps: np.ndarray  # [P, 5] int64
     future_timestamps: list[datetime]
     last_close: float
+    last_timestamp: datetime  # the last context bar's (open) time: part of the series' random stream
+
+
+def stream_seed(seed: int, series_id: str, last_timestamp: datetime) -> int:
+    """The seed of one series' random stream: a function of the run's seed, the series and its window's
+    last bar, so the same window with the same seed gives the same paths in any batch, live or backtest."""
+    key = f"{seed}|{series_id}|{last_timestamp.astimezone(UTC).isoformat()}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") & (2**63 - 1)
 
 
 def time_features(timestamps: Sequence[datetime]) -> np.ndarray:
@@ -188,6 +197,7 @@ def prepare_series(
         future_stamps=time_features(future),
         future_timestamps=future,
         last_close=float(arrays["close"][-1]),
+        last_timestamp=timestamps[-1],
     )
 
 
@@ -265,9 +275,15 @@ class KronosPredictor:
         ]
         if not prepared:
             return []
-        # A fresh seed is drawn (not torch's global RNG, which we never touch) and reported in `extra`.
+        # A fresh seed is drawn (not torch's global RNG, which we never touch) and reported in `extra`;
+        # each series then draws from its own stream, derived from (seed, series id, last bar time).
         seed = params.seed if params.seed is not None else secrets.randbits(63)
-        generator = torch.Generator(device=self.device).manual_seed(seed)
+        generator = RowStreams(
+            [
+                torch.Generator(device=self.device).manual_seed(stream_seed(seed, p.id, p.last_timestamp))
+                for p in prepared
+            ]
+        )
         predictions = (
             generate(
                 self.tokenizer,

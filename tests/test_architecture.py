@@ -120,5 +120,6 @@ def test_the_root_holds_only_what_both_processes_share() -> None:
         "gates",
         "kronos",
         "market",
+        "skill",
         "trader",
     }

@@ -22,6 +22,7 @@ COMMAND_MODULES: dict[str, str] = {
     "once": "kronos_bot.commands.once",
     "status": "kronos_bot.commands.status",
     "decisions": "kronos_bot.commands.decisions",
+    "skill": "kronos_bot.commands.skill",
     "forecaster": "kronos_bot.commands.forecaster",
     "forecast": "kronos_bot.commands.forecast",
     "download-model": "kronos_bot.commands.download_model",

@@ -209,8 +209,13 @@ class KronosGateSettings(Section):
     top_p: float = Field(0.9, gt=0, le=1)
     # Keep only the k most likely tokens (0 = off; 1 = greedy).
     top_k: int = Field(0, ge=0)
-    # Seed for reproducible sampling (null = a fresh seed each forecast).
+    # Seed for reproducible sampling (null = a fresh seed each forecast, recorded so it can be recomputed).
     seed: int | None = None
+    # What to do when the live scores show no skill (Brier skill vs no-change below 0 with 95 % confidence):
+    # off | warn (log it once, flag status and decisions) | block (Kronos signals become non-actionable).
+    skill_guard: Literal["off", "warn", "block"] = "warn"
+    # Scored forecasts needed before the guard judges at all.
+    skill_guard_min_n: int = Field(200, ge=10)
 
     @field_validator("horizon")
     @classmethod
@@ -376,6 +381,13 @@ class ForecasterSettings(Section):
     api_docs: bool = False
 
 
+class SkillSettings(Section):
+    # A decision's shadow entry (what entering at the next bar open would have done) is followed for at
+    # most this many hours, then valued at that bar's close (live at most bars.count - 2: it is computed
+    # from the cycle's bars).
+    shadow_max_hours: int = Field(48, ge=1, le=500)
+
+
 class JournalSettings(Section):
     # SQLite file holding decisions, orders, positions and forecasts (relative to the working directory).
     path: str = "var/kronos-bot.sqlite"
@@ -412,6 +424,7 @@ class Settings(BaseSettings):
     exits: ExitSettings = ExitSettings()
     broker: BrokerSettings = BrokerSettings()
     forecaster: ForecasterSettings = ForecasterSettings()
+    skill: SkillSettings = SkillSettings()
     journal: JournalSettings = JournalSettings()
     logging: LoggingSettings = LoggingSettings()
 

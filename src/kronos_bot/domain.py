@@ -87,6 +87,8 @@ class KronosResult:
     p_down: float | None = None
     quantiles: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    # The skill guard (gates.kronos.skill_guard: block) found no live skill: never actionable then.
+    no_skill: bool = False
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,28 @@ def _forecaster_health(settings: Settings) -> dict[str, Any]:
         client.close()
 
 
+def _skill(journal: Any, settings: Settings) -> dict[str, Any]:
+    """The overall forecast skill (all scored forecasts) and whether the guard would flag Kronos now."""
+    from kronos_bot.skill.summary import no_skill, overall_line, summarize
+    from kronos_bot.trader.skill_keeper import GUARD_WINDOW, scored_rows
+
+    try:
+        rows = scored_rows(journal.skill_forecasts(status="scored"))
+    except Exception as exc:  # an older journal or a locked file: said, not raised
+        return {"line": f"unavailable: {exc}"}
+    overall = summarize(rows)
+    latest = max((r.origin for r in rows), default=None)
+    recent = summarize([r for r in rows if latest is not None and r.origin > latest - GUARD_WINDOW])
+    kronos = settings.gates.kronos
+    flagged = kronos.skill_guard != "off" and no_skill(recent, kronos.skill_guard_min_n)
+    return {
+        "line": overall_line(overall),
+        "overall": overall,
+        "guard": "no_skill" if flagged else "ok",
+        "guard_mode": kronos.skill_guard,
+    }
+
+
 def _latest_prices(settings: Settings, symbols: list[str]) -> tuple[dict[str, Decimal], str | None]:
     """Latest trades with one short attempt; (prices, why not) -- an outage is a line, not a wait."""
     from kronos_bot.market.bars import AlpacaMarketData
@@ -114,11 +136,12 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         forecaster = _forecaster_health(settings)
         if forecaster.get("state") not in ("ready", "inprocess"):
             down["forecaster"] = str(forecaster.get("error") or forecaster.get("state"))
-        status = {
+        status: dict[str, Any] = {
             "broker": settings.effective_broker(),
             "positions": rows,
             "last_cycle": cycles[0] if cycles else None,
             "forecaster": forecaster,
+            "skill": _skill(journal, settings),
             "down": down,
         }
     finally:
@@ -132,6 +155,9 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     print(f"forecaster: {json.dumps(status['forecaster'], default=str)}")
     last = status["last_cycle"]
     print(f"last cycle: {json.dumps(last, default=str) if last else 'none yet'}")
+    skill = status["skill"]
+    flag = "  [kronos_no_skill: Brier skill below 0 at 95 %]" if skill.get("guard") == "no_skill" else ""
+    print(f"forecast skill: {skill['line']}{flag}")
     if not rows:
         print("open positions: none")
     else:

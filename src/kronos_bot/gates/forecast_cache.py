@@ -123,6 +123,11 @@ class ForecastCache:
     def put(self, key: CacheKey, forecast: SeriesForecast) -> None:
         self._entries[key.symbol] = (key, forecast)
 
+    def latest(self, symbol: str, last_bar: datetime) -> SeriesForecast | None:
+        """The forecast held for this symbol's window ending at `last_bar` (what the cycle's gate read)."""
+        entry = self._entries.get(symbol)
+        return entry[1] if entry is not None and entry[0].last_bar == last_bar else None
+
     def __len__(self) -> int:
         return len(self._entries)
 

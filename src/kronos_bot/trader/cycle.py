@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -26,6 +26,7 @@ from kronos_bot.domain import (
     Decision,
     GateResults,
     KronosResult,
+    KronosSignal,
     SentimentResult,
 )
 from kronos_bot.forecast_types import Forecaster
@@ -42,6 +43,7 @@ from kronos_bot.trader.health import DegradedTracker
 from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.prices import PriceBook
 from kronos_bot.trader.reconcile import Reconciler
+from kronos_bot.trader.skill_keeper import SkillKeeper
 
 log = get_logger("kronos_bot.trader.cycle")
 
@@ -153,6 +155,7 @@ class EntryCycle:
         forecast_cache: ForecastCache | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         price_book: PriceBook | None = None,
+        skill: SkillKeeper | None = None,
     ) -> None:
         self.settings = settings
         self.journal = journal
@@ -166,6 +169,7 @@ class EntryCycle:
         self.forecast_cache = forecast_cache or ForecastCache()
         self.clock = clock
         self.price_book = price_book
+        self.skill = skill
         self.last_report: CycleReport | None = None
 
     def run(self, *, trade: bool = True, now: datetime | None = None) -> CycleReport:
@@ -225,6 +229,9 @@ class EntryCycle:
             sentiment = self._sentiment(list(bars), now)
         with self._stage(report, "kronos"):
             kronos = self._kronos(bars)
+        if self.skill is not None:
+            with self._stage(report, "skill"):
+                kronos = self._grade(bars, kronos, now)
 
         with self._stage(report, "engine"):
             gate_results = [GateResults(s, technical[s], sentiment[s], kronos[s]) for s in symbols if s in bars]
@@ -244,6 +251,8 @@ class EntryCycle:
 
         with self._stage(report, "journal"):
             decision_ids = self._record(report)
+            if self.skill is not None:
+                self.skill.note_decisions(report.decisions, now)
 
         if trade:
             with self._stage(report, "orders"):
@@ -336,6 +345,26 @@ class EntryCycle:
             }
         return {d.symbol: d for d in decide_all(gate_results, risk, self.settings, now)}
 
+    def _grade(
+        self, bars: dict[str, pd.DataFrame], kronos: dict[str, KronosResult], now: datetime
+    ) -> dict[str, KronosResult]:
+        """Record and score forecasts, follow shadows; while the guard blocks, Kronos is not actionable."""
+        assert self.skill is not None
+        forecasts = {}
+        for symbol, df in bars.items():
+            forecast = self.forecast_cache.latest(symbol, df.index[-1].to_pydatetime())
+            if forecast is not None:
+                forecasts[symbol] = forecast
+        self.skill.after_gates(bars, forecasts, self.forecast_cache.last_model, now)
+        if not self.skill.blocking:
+            return kronos
+        return {
+            s: k
+            if k.signal is KronosSignal.UNAVAILABLE
+            else replace(k, actionable=False, no_skill=True, reason=f"{k.reason}; not actionable: no live skill")
+            for s, k in kronos.items()
+        }
+
     def _record(self, report: CycleReport) -> dict[str, int | None]:
         fingerprint = self.settings.fingerprint()
         revision = self._model_revision()
@@ -343,6 +372,8 @@ class EntryCycle:
         for decision in report.decisions:
             gates = report.gates.get(decision.symbol)
             event = decision_event(decision, gates)
+            if self.skill is not None and self.skill.guard_on:
+                event["notes"] = ["kronos_no_skill"]
             report.events.append({"event": "decision", "ts": report.started_at.isoformat(), **event})
             log.info("decision", **event)
             try:

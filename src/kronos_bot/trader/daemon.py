@@ -42,6 +42,7 @@ from kronos_bot.trader.health import DegradedTracker
 from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.prices import PriceBook
 from kronos_bot.trader.reconcile import Reconciler
+from kronos_bot.trader.skill_keeper import SkillKeeper
 
 log = get_logger("kronos_bot.trader.daemon")
 Clock = Callable[[], datetime]
@@ -133,6 +134,7 @@ def build_trader_parts(
             forecast_cache=ForecastCache(),
             clock=clock,
             price_book=prices,
+            skill=SkillKeeper(journal, settings),
         )
     except BaseException:
         journal.close()

@@ -6,8 +6,9 @@ table is a parametrized unit test and a backtest decides exactly like the daemon
 Rules (issue 6; every threshold from `settings`):
   signal  BEARISH sentiment vetoes (`sentiment_bearish_veto`); NO_DATA sentiment is neutral or blocks
           (`engine.sentiment_no_data`); Kronos must be UP and actionable (`kronos_unavailable`,
-          `kronos_not_up`, `kronos_low_confidence`). Technical PASS + BULLISH + Kronos -> triple_confirmed;
-          Kronos confirmed otherwise -> kronos_only (optionally demanding a technical PASS).
+          `kronos_not_up`, `kronos_low_confidence`; `kronos_no_skill` while the skill guard blocks).
+          Technical PASS + BULLISH + Kronos -> triple_confirmed; Kronos confirmed otherwise ->
+          kronos_only (optionally demanding a technical PASS).
   risk    one position per symbol, max open positions, cooldown after an exit, daily realized-loss limit
           (pauses entries until the next UTC day: the caller passes that day's realized P&L).
   size    base = fixed USD or equity x fraction; x tier multiplier; capped by max_position_notional and by
@@ -43,6 +44,7 @@ R_SENTIMENT_NO_DATA = "sentiment_no_data"
 R_KRONOS_UNAVAILABLE = "kronos_unavailable"
 R_KRONOS_NOT_UP = "kronos_not_up"
 R_KRONOS_LOW_CONFIDENCE = "kronos_low_confidence"
+R_KRONOS_NO_SKILL = "kronos_no_skill"
 R_TECHNICAL_REQUIRED = "technical_not_pass"
 R_POSITION_OPEN = "position_open"
 R_MAX_OPEN = "max_open_positions"
@@ -102,7 +104,9 @@ def _signal(gates: GateResults, settings: Settings) -> tuple[Tier | None, list[s
         facts.append("kronos UNAVAILABLE")
     else:
         facts.append(f"kronos {kr.signal.value} conf {kr.confidence:.2f}")
-        if kr.signal is not KronosSignal.UP:
+        if kr.no_skill:
+            reasons.append(R_KRONOS_NO_SKILL)
+        elif kr.signal is not KronosSignal.UP:
             reasons.append(R_KRONOS_NOT_UP)
         elif not kr.actionable or kr.confidence < min_conf:
             reasons.append(R_KRONOS_LOW_CONFIDENCE)

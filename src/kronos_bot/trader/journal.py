@@ -618,3 +618,142 @@ class Journal:
             (symbol, encode_time(last_bar_time), model, key),
         )
         return json.loads(rows[0]["payload"]) if rows else None
+
+    # ----- self-grading: scored forecasts and shadow outcomes -----
+
+    def record_skill_forecast(
+        self,
+        *,
+        symbol: str,
+        origin: datetime,
+        horizon: int,
+        horizon_bar: datetime,
+        model: str,
+        seed: int | None,
+        samples: int,
+        facts: Mapping[str, Any],
+        now: datetime | None = None,
+    ) -> bool:
+        """A forecast the trader used, to be scored once `horizon_bar` has closed; False if already there
+        (the four cycles of an hour share one forecast)."""
+        cur = self._exec(
+            """INSERT OR IGNORE INTO skill_forecasts (symbol, origin, horizon, horizon_bar, model, seed, samples,
+                   facts, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)""",
+            (
+                symbol,
+                encode_time(origin),
+                horizon,
+                encode_time(horizon_bar),
+                model,
+                seed,
+                samples,
+                _json(dict(facts)),
+                encode_time(now or utcnow()),
+            ),
+        )
+        return cur.rowcount > 0
+
+    def pending_skill_forecasts(self, closed_by: datetime) -> list[dict[str, Any]]:
+        """Pending forecasts whose horizon bar has closed by `closed_by` (oldest first)."""
+        rows = self._query(
+            "SELECT * FROM skill_forecasts WHERE status = 'pending' AND horizon_bar <= ? ORDER BY horizon_bar, id",
+            (encode_time(closed_by - timedelta(hours=1)),),
+        )
+        return [self._skill_row(r) for r in rows]
+
+    def finish_skill_forecast(
+        self, row_id: int, *, scores: Mapping[str, Any] | None, reason: str | None = None, now: datetime | None = None
+    ) -> None:
+        """Scored (`scores`), or unscorable with the `reason` (counted, never dropped)."""
+        self._exec(
+            "UPDATE skill_forecasts SET status = ?, scores = ?, reason = ?, scored_at = ? WHERE id = ?",
+            (
+                "scored" if scores is not None else "unscorable",
+                _json(dict(scores)) if scores is not None else None,
+                reason,
+                encode_time(now or utcnow()),
+                row_id,
+            ),
+        )
+
+    def skill_forecasts(
+        self, *, since: datetime | None = None, symbol: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        where, params = ["1 = 1"], []
+        if since is not None:
+            where.append("origin >= ?")
+            params.append(encode_time(since))
+        if symbol is not None:
+            where.append("symbol = ?")
+            params.append(symbol)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        sql = "SELECT * FROM skill_forecasts WHERE " + " AND ".join(where) + " ORDER BY origin, symbol"
+        return [self._skill_row(r) for r in self._query(sql, tuple(params))]
+
+    def skill_counts(self) -> dict[str, int]:
+        """Forecasts by status (pending / scored / unscorable)."""
+        rows = self._query("SELECT status, COUNT(*) AS n FROM skill_forecasts GROUP BY status")
+        return {r["status"]: int(r["n"]) for r in rows}
+
+    @staticmethod
+    def _skill_row(row: sqlite3.Row) -> dict[str, Any]:
+        item = dict(row)
+        item["origin"] = decode_time(item["origin"])
+        item["horizon_bar"] = decode_time(item["horizon_bar"])
+        item["facts"] = json.loads(item["facts"])
+        item["scores"] = json.loads(item["scores"]) if item["scores"] else None
+        return item
+
+    def ensure_shadow(self, symbol: str, entry_bar: datetime, now: datetime | None = None) -> None:
+        """A shadow entry for the decisions at this symbol's `entry_bar` (one per symbol and bar)."""
+        self._exec(
+            "INSERT OR IGNORE INTO shadow_outcomes (symbol, entry_bar, status, created_at) VALUES (?, ?, 'pending', ?)",
+            (symbol, encode_time(entry_bar), encode_time(now or utcnow())),
+        )
+
+    def pending_shadows(self) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM shadow_outcomes WHERE status = 'pending' ORDER BY entry_bar, id")
+        return [{**dict(r), "entry_bar": decode_time(r["entry_bar"])} for r in rows]
+
+    def finish_shadow(
+        self,
+        row_id: int,
+        *,
+        entry_price: Decimal | None,
+        exit_price: Decimal | None,
+        exit_time: datetime | None,
+        exit_reason: str,
+        return_pct: float | None,
+        now: datetime | None = None,
+    ) -> None:
+        self._exec(
+            """UPDATE shadow_outcomes SET status = 'done', entry_price = ?, exit_price = ?, exit_time = ?,
+                   exit_reason = ?, return_pct = ?, done_at = ? WHERE id = ?""",
+            (
+                encode_decimal(entry_price),
+                encode_decimal(exit_price),
+                encode_time(exit_time),
+                exit_reason,
+                return_pct,
+                encode_time(now or utcnow()),
+                row_id,
+            ),
+        )
+
+    def decisions_with_shadows(self, *, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Every decision with its shadow's return (None while pending): the gate attribution's rows.
+
+        A decision's shadow is its symbol's entry at the open of the bar after its last closed bar: the
+        hour of `decided_at` (the cycles of one hour share it)."""
+        sql = """SELECT d.id, d.symbol, d.decided_at, d.action, d.tier, d.reasons, s.return_pct, s.exit_reason
+                 FROM decisions d LEFT JOIN shadow_outcomes s
+                   ON s.symbol = d.symbol AND s.entry_bar = strftime('%Y-%m-%dT%H:00:00+00:00', d.decided_at)
+                   AND s.status = 'done'"""
+        params: tuple[Any, ...] = ()
+        if since is not None:
+            sql += " WHERE d.decided_at >= ?"
+            params = (encode_time(since),)
+        rows = self._query(sql + " ORDER BY d.decided_at, d.id", params)
+        return [{**dict(r), "reasons": json.loads(r["reasons"])} for r in rows]

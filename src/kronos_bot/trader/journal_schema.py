@@ -164,5 +164,46 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         3,
         ["ALTER TABLE orders ADD COLUMN reason TEXT", "ALTER TABLE orders ADD COLUMN filled_at TEXT"],
     ),
+    (
+        # Self-grading (#13): every forecast the trader used, scored when its horizon bar has closed, and
+        # every decision's shadow entry (what entering at the next bar open would have done).
+        4,
+        [
+            """CREATE TABLE skill_forecasts (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                symbol TEXT NOT NULL,
+                origin TEXT NOT NULL,
+                horizon INTEGER NOT NULL,
+                horizon_bar TEXT NOT NULL,
+                model TEXT NOT NULL,
+                seed INTEGER,
+                samples INTEGER,
+                facts TEXT NOT NULL,
+                status TEXT NOT NULL,
+                scores TEXT,
+                reason TEXT,
+                created_at TEXT NOT NULL,
+                scored_at TEXT,
+                UNIQUE (symbol, origin, horizon, model)
+            )""",
+            "CREATE INDEX skill_forecasts_status ON skill_forecasts(status, horizon_bar)",
+            "CREATE INDEX skill_forecasts_origin ON skill_forecasts(origin)",
+            """CREATE TABLE shadow_outcomes (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                symbol TEXT NOT NULL,
+                entry_bar TEXT NOT NULL,
+                status TEXT NOT NULL,
+                entry_price TEXT,
+                exit_price TEXT,
+                exit_time TEXT,
+                exit_reason TEXT,
+                return_pct REAL,
+                created_at TEXT NOT NULL,
+                done_at TEXT,
+                UNIQUE (symbol, entry_bar)
+            )""",
+            "CREATE INDEX shadow_outcomes_status ON shadow_outcomes(status, entry_bar)",
+        ],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

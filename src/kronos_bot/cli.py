@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -104,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._module.main(args, settings) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `kronos-bot skill | head`: the reader is gone, which is not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ Kronos (`validate_bars` at now = t), the forecast of it (from the disk cache sha
 computed in batches), and the actual close `horizon` bars later. The Kronos numbers are read through the
 live `kronos_gate` with `horizon` set to the evaluated one: the predicted close is the mean path's close
 at the horizon, P(up) the share of sampled paths ending above the last close (one path: 0 or 1).
-Scoring is in `forecast_scores` (definitions there).
+Scoring is in `forecast_scores` (definitions there), per forecast with the live trader's own scores
+(`kronos_bot.skill.scores`); Kronos's forecasts also get the full skill table (Brier and CRPS skill
+against the no-change random walk, coverage, PIT) exactly as `kronos-bot skill` computes it live.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from kronos_bot.config import KronosGateSettings, Settings
 from kronos_bot.forecast_types import Forecaster, SeriesForecast
 from kronos_bot.gates.forecast_cache import sampling_params
 from kronos_bot.gates.kronos import kronos_gate
+from kronos_bot.skill.scores import ForecastFacts, facts_from_paths, score_many
+from kronos_bot.skill.summary import ScoredForecast, skill_report
 
 HOUR = timedelta(hours=1)
 
@@ -55,6 +59,9 @@ class EvaluateRun:
     period: Period
     options: EvaluateOptions
     outcomes: list[Outcome] = field(default_factory=list)
+    # Kronos's forecasts scored with the live trader's scores (`skill.scores`), and their table.
+    scored: list[ScoredForecast] = field(default_factory=list)
+    skill: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     forecasts: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
@@ -93,6 +100,7 @@ def run_evaluate(
     book = ForecastBook(forecaster, cache, sampling_params(gate, settings.forecaster.max_context))
     run = EvaluateRun(settings, period, options)
     skipped: Counter[str] = Counter()
+    to_score: list[tuple[str, datetime, ForecastFacts, float]] = []
     times = origins(period, options.horizon, options.stride)
     symbols = list(settings.symbols)
     done = 0
@@ -134,6 +142,11 @@ def run_evaluate(
                     continue
                 closes = frame["close"].astype(float).tolist()
                 last = float(checked.last_close)
+                index = options.horizon - 1
+                horizon_closes = [path[index] for path in result.path_closes if len(path) > index]
+                if horizon_closes:
+                    facts = facts_from_paths(last, verdict.pred_close, horizon_closes, closes, options.horizon)
+                    to_score.append((symbol, t, facts, actual))
                 run.outcomes.append(
                     Outcome(
                         symbol=symbol,
@@ -156,6 +169,9 @@ def run_evaluate(
     finally:
         if cache is not None:
             cache.flush()
+    scores = score_many([f for _, _, f, _ in to_score], [a for _, _, _, a in to_score])
+    run.scored = [ScoredForecast(sym, t, sc) for (sym, t, _, _), sc in zip(to_score, scores, strict=True)]
+    run.skill = skill_report(run.scored)
     run.skipped = dict(skipped)
     run.forecasts = book.stats()
     run.seconds = time.perf_counter() - started

@@ -1,4 +1,7 @@
-"""Forecast quality scores and naive baselines. Pure functions of plain numbers.
+"""Forecast quality scores and naive baselines for `evaluate`. Pure functions of plain numbers.
+
+The per-forecast numbers come from `kronos_bot.skill.scores`, the module the live trader scores with;
+this module groups them by forecaster, regime and symbol.
 
 Definitions (L = last close of the context, A = actual close at the horizon, P = predicted close,
 p = predicted P(up), y = 1 if A > L else 0):
@@ -20,6 +23,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from kronos_bot.skill.scores import abs_error_pct, brier_term, direction_hit
 
 KRONOS = "kronos"
 NO_CHANGE = "no_change"
@@ -79,9 +84,9 @@ def score(outcomes: Iterable[Outcome], name: str) -> Score:
     if not rows:
         return Score(0, None, None, None)
     n = len(rows)
-    hits = sum(1 for o, (pred, _) in rows if (pred > o.last_close) == o.up)
-    brier = sum((p - (1.0 if o.up else 0.0)) ** 2 for o, (_, p) in rows) / n
-    mae = sum(abs(pred - o.actual) / o.last_close for o, (pred, _) in rows) / n * 100.0
+    hits = sum(1 for o, (pred, _) in rows if direction_hit(pred, o.last_close, o.actual))
+    brier = sum(brier_term(p, o.up) for o, (_, p) in rows) / n
+    mae = sum(abs_error_pct(pred, o.actual, o.last_close) for o, (pred, _) in rows) / n
     return Score(n, hits / n, brier, mae)
 
 

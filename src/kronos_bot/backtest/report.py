@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kronos_bot.backtest.ablation import COLUMNS as ABLATION_COLUMNS
 from kronos_bot.backtest.charts import equity_chart
 from kronos_bot.backtest.rows import DECISION_COLUMNS, TRADE_COLUMNS, trade_row
 from kronos_bot.backtest.runner import BacktestRun
@@ -50,7 +51,14 @@ def write_backtest_report(run: BacktestRun, out_dir: str | Path) -> dict[str, An
         [float(v) for v in run.benchmark],
         title=f"Backtest {run.period.label()}",
     )
-    (out / "report.html").write_text(render_html(summary, trades, run.decisions, out / "equity.png"), encoding="utf-8")
+    (out / "skill.json").write_text(json.dumps(run.skill, indent=2, default=str) + "\n", encoding="utf-8")
+    (out / "gates.json").write_text(json.dumps(run.gates, indent=2, default=str) + "\n", encoding="utf-8")
+    if run.ablation:
+        write_csv(out / "ablation.csv", ABLATION_COLUMNS, run.ablation)
+    page = render_html(
+        summary, trades, run.decisions, out / "equity.png", skill=run.skill, gates=run.gates, ablation=run.ablation
+    )
+    (out / "report.html").write_text(page, encoding="utf-8")
     return summary
 
 
@@ -70,8 +78,64 @@ def _pairs(pairs: Iterable[tuple[str, Any]]) -> str:
     return _table(("", "value"), ({"": k, "value": v} for k, v in pairs))
 
 
+def skill_table(skill: Mapping[str, Any]) -> str:
+    """The skill numbers (overall and per symbol) as an HTML table; lower Brier and CRPS are better."""
+    rows = []
+    groups = [("overall", skill.get("overall") or {}), *(skill.get("by_symbol") or {}).items()]
+    for name, s in groups:
+        if not s:
+            continue
+        ci = s.get("hit_rate_ci") or [None, None]
+        rows.append(
+            {
+                "group": name,
+                "n": s.get("n"),
+                "hit rate": _share(s.get("hit_rate")),
+                "95 % interval": f"{_share(ci[0])} - {_share(ci[1])}",
+                "Brier": _num(s.get("brier")),
+                "no-change Brier": _num(s.get("brier_baseline")),
+                "BSS": _num(s.get("brier_skill"), "{:+.3f}"),
+                "CRPS %": _num(s.get("crps")),
+                "no-change CRPS %": _num(s.get("crps_baseline")),
+                "CRPSS": _num(s.get("crps_skill"), "{:+.3f}"),
+                "p10-p90 coverage": _share(s.get("coverage_p10_p90")),
+            }
+        )
+    return _table(SKILL_COLUMNS, rows)
+
+
+SKILL_COLUMNS = (
+    "group",
+    "n",
+    "hit rate",
+    "95 % interval",
+    "Brier",
+    "no-change Brier",
+    "BSS",
+    "CRPS %",
+    "no-change CRPS %",
+    "CRPSS",
+    "p10-p90 coverage",
+)
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def _num(value: float | None, pattern: str = "{:.4f}") -> str:
+    return "n/a" if value is None else pattern.format(value)
+
+
 def render_html(
-    summary: Mapping[str, Any], trades: Sequence[Mapping[str, Any]], decisions: Sequence[Mapping[str, Any]], chart: Path
+    summary: Mapping[str, Any],
+    trades: Sequence[Mapping[str, Any]],
+    decisions: Sequence[Mapping[str, Any]],
+    chart: Path,
+    *,
+    skill: Mapping[str, Any] | None = None,
+    gates: Mapping[str, Mapping[str, Any]] | None = None,
+    ablation: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The self-contained report page."""
     png = base64.b64encode(chart.read_bytes()).decode("ascii")
@@ -102,6 +166,30 @@ def render_html(
     skips = [{"reason": k, "count": v} for k, v in summary["decisions"]["skip_reasons"].items()]
     entered = [d for d in decisions if d.get("action") == "ENTER"]
     rules = _pairs([("fills", summary["rules"]["fills"]), ("intra-bar exits", summary["rules"]["intra_bar"])])
+    grading = ""
+    if skill:
+        grading += (
+            "<h2>Forecast skill (scored like the live trader; lower Brier and CRPS are better, "
+            "BSS / CRPSS &gt; 0 beat the no-change random walk)</h2>" + skill_table(skill)
+        )
+    if gates:
+        gate_rows = [
+            {
+                "reason / tier": k,
+                "count": v["count"],
+                "mean shadow return %": f"{v['mean_return_pct']:.3f}",
+                "win rate": _share(v["win_rate"]),
+            }
+            for k, v in gates.items()
+        ]
+        grading += (
+            "<h2>What each gate's vetoes saved or cost (shadow entries at the next open, after fees)</h2>"
+            + _table(("reason / tier", "count", "mean shadow return %", "win rate"), gate_rows)
+        )
+    if ablation:
+        grading += "<h2>Ablation (same period and signals, one gate switched off at a time)</h2>" + _table(
+            ABLATION_COLUMNS, ablation
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>kronos-bot backtest {html.escape(summary["period"]["from"])}</title>
 <style>
@@ -123,6 +211,7 @@ img {{ max-width: 100%; }}
 {_table(DECISION_COLUMNS, entered)}
 <h2>Why the other decisions were SKIP</h2>
 {_table(("reason", "count"), skips)}
+{grading}
 <h2>Rules of the replay</h2>
 {rules}
 <p>Full decision list: decisions.csv; every number: summary.json.</p>

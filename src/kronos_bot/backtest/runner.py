@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from kronos_bot.backtest.cache_store import CacheStore
@@ -28,12 +29,14 @@ from kronos_bot.backtest.forecast_cache import ForecastBook
 from kronos_bot.backtest.period import Period
 from kronos_bot.backtest.replay import EquityPoint, Replay
 from kronos_bot.backtest.rows import decision_row
-from kronos_bot.backtest.signals import SignalSource
+from kronos_bot.backtest.signals import HourSignals, SignalSource
 from kronos_bot.config import Settings
 from kronos_bot.forecast_types import Forecaster
-from kronos_bot.gates.forecast_cache import sampling_params
+from kronos_bot.gates.forecast_cache import model_fingerprint, sampling_params
 from kronos_bot.market.news import NewsFeed, NewsProvider
+from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.records import PositionRecord
+from kronos_bot.trader.skill_keeper import gate_document, resolve_shadow_rows, score_pending, skill_document
 
 HOUR = timedelta(hours=1)
 DEFAULT_BATCH_HOURS = 4
@@ -60,6 +63,14 @@ class BacktestRun:
     model_info: dict[str, Any] | None = None
     seconds: float = 0.0
     exit_mismatches: int = 0
+    skill: dict[str, Any] = field(default_factory=dict)  # skill.json: the shape of `kronos-bot skill --json`
+    gates: dict[str, Any] = field(default_factory=dict)  # shadow outcomes per blocking reason
+    ablation: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fingerprint_of(model_info: dict[str, Any] | None) -> str:
+    """The model fingerprint the live cycle journals forecasts under ("none" without a model)."""
+    return model_fingerprint(model_info) if model_info else "none"
 
 
 def _chunks(items: list[datetime], size: int) -> list[list[datetime]]:
@@ -77,8 +88,16 @@ def run_backtest(
     news_note: str | None = None,
     batch_hours: int = DEFAULT_BATCH_HOURS,
     progress: Callable[[int, int, str], None] | None = None,
+    journal_out: str | Path | None = None,
+    ablate: bool = False,
 ) -> BacktestRun:
-    """Replay `period` hour by hour; `progress(done, total, note)` is called after every boundary."""
+    """Replay `period` hour by hour; `progress(done, total, note)` is called after every boundary.
+
+    The run grades itself as the live trader does (forecasts scored at their horizon, every decision's
+    shadow entry; `run.skill`, `run.gates`); `journal_out` keeps its journal there, so
+    `kronos-bot skill --journal` reads the same numbers. `ablate` replays the period again for each gate
+    variant of `ablation.VARIANTS` from the same signals (no forecast is computed twice).
+    """
     started = time.perf_counter()
     missing = [s for s in settings.symbols if s not in store.symbols]
     if missing:
@@ -91,12 +110,67 @@ def run_backtest(
         else NewsFeed(None, settings.gates.sentiment, NO_ARCHIVE)
     )
     source = SignalSource(settings, store, book, feed, cache)
-    replay = Replay(settings, store, period.start)
     run = BacktestRun(settings=settings, period=period, sentiment=news_note or NO_ARCHIVE)
     run.model_info = book.model_info if book is not None else None
-
     boundaries = list(period.boundaries())
-    total = len(boundaries)
+    kept: list[HourSignals] | None = [] if ablate else None
+
+    def hours() -> Iterator[HourSignals]:
+        for n, chunk in enumerate(_chunks(boundaries[:-1], max(1, batch_hours)), start=1):
+            for signals in source.chunk(chunk):
+                if kept is not None:
+                    kept.append(signals)
+                yield signals
+            if cache is not None and n % FLUSH_EVERY_CHUNKS == 0:
+                cache.flush()
+
+    def note(done: int) -> None:
+        if progress is not None:
+            text = f"forecasts: {book.computed} computed, {book.hits} cached" if book is not None else ""
+            progress(done, len(boundaries), text)
+
+    replay = Replay(settings, store, period.start)
+    try:
+        replay_hours(replay, run, hours(), store, period, note=note, grade=True)
+        if journal_out is not None:
+            replay.journal.save_copy(journal_out)
+    finally:
+        if cache is not None:
+            cache.flush()
+        replay.close()
+    run.forecasts = book.stats() if book is not None else {}
+    run.memo = {
+        "bars_hits": source.bars_memo.memo.hits,
+        "bars_misses": source.bars_memo.memo.misses,
+        "technical_hits": source.technical_memo.memo.hits,
+        "technical_misses": source.technical_memo.memo.misses,
+    }
+    if kept is not None:
+        from kronos_bot.backtest.ablation import run_ablation
+
+        run.ablation = run_ablation(run, store, kept)
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def replay_hours(
+    replay: Replay,
+    run: BacktestRun,
+    hours: Iterable[HourSignals],
+    store: BarStore,
+    period: Period,
+    *,
+    note: Callable[[int], None] | None = None,
+    grade: bool = False,
+    transform: Callable[[HourSignals], HourSignals] | None = None,
+) -> None:
+    """Stage B over the period: exits, equity, decisions and entries at each boundary (see module doc);
+    fills `run`. `grade` journals decisions, forecasts and shadows and scores them at the end, as the
+    live trader does; `transform` changes each hour's gates first (the ablation's variants)."""
+    settings = run.settings
+    horizon = settings.gates.kronos.horizon
+    model = fingerprint_of(run.model_info)
+    journal = replay.journal
     done = 0
 
     def tick(t: datetime) -> None:
@@ -105,47 +179,68 @@ def run_backtest(
         replay.set_marks(t)
         run.equity.append(replay.snapshot(t))
         done += 1
-        if progress is not None:
-            note = f"forecasts: {book.computed} computed, {book.hits} cached" if book is not None else ""
-            progress(done, total, note)
+        if note is not None:
+            note(done)
 
-    try:
-        for n, chunk in enumerate(_chunks(boundaries[:-1], max(1, batch_hours)), start=1):
-            for signals in source.chunk(chunk):
-                t = signals.time
-                # One journal transaction per replayed hour: the parts' own (nested) transactions then cost
-                # nothing, and the in-memory journal needs no durability between hours.
-                with replay.journal.transaction():
-                    if t > period.start:
-                        replay.exits(t - HOUR)
-                    tick(t)
-                    gates = {g.symbol: g for g in signals.gates}
-                    for decision in replay.decide_and_enter(signals):
-                        run.decisions.append(decision_row(t, decision, gates.get(decision.symbol)))
-            if cache is not None and n % FLUSH_EVERY_CHUNKS == 0:
-                cache.flush()
-        replay.exits(period.end - HOUR)
-        tick(period.end)
-    finally:
-        if cache is not None:
-            cache.flush()
-
+    for signals in hours:
+        t = signals.time
+        if transform is not None:
+            signals = transform(signals)
+        # One journal transaction per replayed hour: the parts' own (nested) transactions then cost
+        # nothing, and the in-memory journal needs no durability between hours.
+        with journal.transaction():
+            if t > period.start:
+                replay.exits(t - HOUR)
+            tick(t)
+            gates = {g.symbol: g for g in signals.gates}
+            for decision in replay.decide_and_enter(signals):
+                run.decisions.append(decision_row(t, decision, gates.get(decision.symbol)))
+                if grade:
+                    # Without the gate numbers (decisions.csv has them): only what attribution needs.
+                    journal.record_decision(decision)
+                    journal.ensure_shadow(decision.symbol, t, now=t)
+            if grade:
+                for symbol, facts in signals.facts.items():
+                    journal.record_skill_forecast(
+                        symbol=symbol,
+                        origin=t,
+                        horizon=horizon,
+                        horizon_bar=t + (horizon - 1) * HOUR,
+                        model=model,
+                        seed=settings.gates.kronos.seed,
+                        samples=len(facts.horizon_closes),
+                        facts=facts.to_json(),
+                        now=t,
+                    )
+    replay.exits(period.end - HOUR)
+    tick(period.end)
     run.positions = replay.positions()
     run.start_marks = {s: store.mark(s, period.start) for s in settings.symbols}
     run.end_marks = {s: store.mark(s, period.end) for s in settings.symbols}
-    run.benchmark = _equal_weight(store, settings, boundaries, run.start_marks)
+    run.benchmark = _equal_weight(store, settings, list(period.boundaries()), run.start_marks)
     run.entry_outcomes = dict(Counter(e.status for e in replay.entries))
-    run.forecasts = book.stats() if book is not None else {}
-    run.memo = {
-        "bars_hits": source.bars_memo.memo.hits,
-        "bars_misses": source.bars_memo.memo.misses,
-        "technical_hits": source.technical_memo.memo.hits,
-        "technical_misses": source.technical_memo.memo.misses,
-    }
     run.exit_mismatches = replay.exit_mismatches
-    replay.close()
-    run.seconds = time.perf_counter() - started
-    return run
+    if grade:
+        grade_run(run, journal, store)
+
+
+def grade_run(run: BacktestRun, journal: Journal, store: BarStore) -> None:
+    """Score every journaled forecast and finish every shadow from the store's bars (all of history is
+    known: what cannot be scored now never will be), then keep the documents `skill` would print."""
+    settings = run.settings
+    end = max(store.span()[1], run.period.end) + HOUR
+
+    def actual_of(symbol: str, open_time: datetime) -> float | None:
+        bar = store.bar(symbol, open_time)
+        return float(bar.close) if bar is not None else None
+
+    def bar_lookup(symbol: str) -> Callable[[datetime], Any]:
+        return lambda open_time: store.bar(symbol, open_time)
+
+    score_pending(journal, actual_of, end, give_up=lambda _bar: True)
+    resolve_shadow_rows(journal, bar_lookup, settings, end, give_up=lambda _s, _e: True)
+    run.skill = skill_document(journal)
+    run.gates = gate_document(journal)
 
 
 def _equal_weight(

@@ -11,7 +11,7 @@ series than one call per hour), while each forecast still sees only its own wind
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -23,9 +23,11 @@ from kronos_bot.backtest.forecast_cache import ForecastBook, ForecastJob, foreca
 from kronos_bot.backtest.memo import BarsMemo, CheckedWindow, TechnicalMemo
 from kronos_bot.config import Settings
 from kronos_bot.domain import GateResults, KronosResult, TechnicalResult
+from kronos_bot.forecast_types import SeriesForecast
 from kronos_bot.gates.kronos import kronos_gate, unavailable
 from kronos_bot.gates.sentiment import sentiment_gates
 from kronos_bot.market.news import NewsFeed
+from kronos_bot.skill.scores import ForecastFacts, facts_from_paths
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class HourSignals:
     gates: list[GateResults]  # configured symbol order
     problems: dict[str, str]  # symbol -> why its bars were not usable (a `data_invalid` decision)
     last_close: dict[str, Decimal]  # price hints for the orders, as the live cycle passes them
+    facts: dict[str, ForecastFacts] = field(default_factory=dict)  # what scoring the forecast needs
 
 
 @dataclass
@@ -73,6 +76,7 @@ class SignalSource:
                 checked, frame = self.bars_memo.check(raw)
                 cells[(t, symbol)] = _Cell(raw, checked, frame)
         technical = {k: self._technical(c) for k, c in cells.items() if c.checked.ok}
+        self._facts: dict[tuple[datetime, str], ForecastFacts] = {}
         kronos = self._kronos(cells)
         out = []
         for t in times:
@@ -84,6 +88,7 @@ class SignalSource:
                     gates=[GateResults(s, technical[(t, s)], sentiment[s], kronos[(t, s)]) for s in valid],
                     problems={s: cells[(t, s)].checked.problem_text for s in self.symbols if s not in valid},
                     last_close={s: Decimal(repr(cells[(t, s)].checked.last_close)) for s in valid},
+                    facts={s: self._facts[(t, s)] for s in valid if (t, s) in self._facts},
                 )
             )
         return out
@@ -113,6 +118,7 @@ class SignalSource:
             forecast = self.book.lookup(key)
             if forecast is not None:
                 results[cell_key] = kronos_gate(forecast, c.last_close, settings)
+                self._note_facts(cell_key, cell, forecast)
             else:
                 jobs[cell_key] = ForecastJob(key, c.symbol, c.last_bar, self._frame(cell))
         if jobs and self.book is not None:
@@ -122,9 +128,26 @@ class SignalSource:
             for cell_key, job in jobs.items():
                 outcome = computed[job.key]
                 last_close = cells[cell_key].checked.last_close
-                results[cell_key] = (
-                    unavailable(outcome, settings.method, last_close)
-                    if isinstance(outcome, str)
-                    else kronos_gate(outcome, last_close, settings)
-                )
+                if isinstance(outcome, str):
+                    results[cell_key] = unavailable(outcome, settings.method, last_close)
+                else:
+                    results[cell_key] = kronos_gate(outcome, last_close, settings)
+                    self._note_facts(cell_key, cells[cell_key], outcome)
         return results
+
+    def _note_facts(self, cell_key: tuple[datetime, str], cell: _Cell, forecast: SeriesForecast) -> None:
+        """What scoring this forecast needs (as the live trader journals it); the context's closes come
+        from the raw window, so no validated frame is rebuilt for a cached forecast."""
+        horizon = self.settings.gates.kronos.horizon
+        index = horizon - 1
+        c = cell.checked
+        if c.last_close is None or len(forecast.candles) <= index or not forecast.path_closes:
+            return
+        raw = cell.raw
+        self._facts[cell_key] = facts_from_paths(
+            last_close=float(c.last_close),
+            predicted=float(forecast.candles[index].close),
+            horizon_closes=[path[index] for path in forecast.path_closes if len(path) > index],
+            context_closes=raw.source.values[raw.lo : raw.hi, 3].tolist(),
+            horizon=horizon,
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from kronos_bot.config import Settings
 
@@ -26,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fee-percent", type=float, help="fee per fill, percent (default: broker.sim.fee_percent)")
     parser.add_argument("--slippage-bps", type=float, help="slippage, basis points (default: broker.sim.slippage_bps)")
     parser.add_argument("--starting-cash", type=float, help="USD (default: broker.sim.starting_cash)")
+    parser.add_argument(
+        "--ablate",
+        action="store_true",
+        help="also replay with each gate switched off (no_kronos, kronos_alone, technical_alone, "
+        "every_hour) from the same signals: ablation.csv and a table in report.html",
+    )
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -72,6 +79,8 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             news_note=note,
             batch_hours=args.batch_hours,
             progress=update,
+            journal_out=Path(args.out) / "journal.sqlite",
+            ablate=args.ablate,
         )
     summary = write_backtest_report(run, args.out)
     log.info("backtest.done", out=args.out, seconds=summary["seconds"])

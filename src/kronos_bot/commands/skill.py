@@ -31,27 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def skill_data(journal: Any, since: Any = None, symbol: str | None = None) -> dict[str, Any]:
-    """The `--json` document of a journal (also what a backtest writes as skill.json)."""
-    from kronos_bot.skill.summary import skill_report
-    from kronos_bot.trader.skill_keeper import scored_rows
-
-    rows = scored_rows(journal.skill_forecasts(since=since, symbol=symbol, status="scored"))
-    report = skill_report(rows)
-    report["counts"] = journal.skill_counts()
-    return report
-
-
-def gate_data(journal: Any, since: Any = None) -> dict[str, Any]:
-    from kronos_bot.skill.shadow import attribution
-
-    return attribution(journal.decisions_with_shadows(since=since))
-
-
 def main(args: argparse.Namespace, settings: Settings) -> int:
     from kronos_bot.backtest.options import normalize_symbol
     from kronos_bot.skill.summary import overall_line, pit_text
     from kronos_bot.trader.journal import Journal
+    from kronos_bot.trader.skill_keeper import gate_document, skill_document
 
     path = Path(args.journal or settings.journal.path)
     if not path.exists():
@@ -59,7 +43,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     symbol = normalize_symbol(args.symbol) if args.symbol else None
     with Journal(path) as journal:
-        data = gate_data(journal, args.since) if args.gates else skill_data(journal, args.since, symbol)
+        data = gate_document(journal, args.since) if args.gates else skill_document(journal, args.since, symbol)
     if args.json:
         print(json.dumps(data, indent=2, default=str))
         return 0

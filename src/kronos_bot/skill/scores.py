@@ -121,44 +121,89 @@ def _quantile(ordered: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+def direction_hit(predicted: float, last_close: float, actual: float) -> bool:
+    """The mean path's direction was right: (predicted > last) == (actual > last)."""
+    return (predicted > last_close) == (actual > last_close)
+
+
+def abs_error_pct(predicted: float, actual: float, last_close: float) -> float:
+    return abs(predicted - actual) / last_close * 100.0
+
+
+def brier_term(p_up: float, up: bool) -> float:
+    """One forecast's Brier score of P(up) (0 is perfect, always 0.5 scores 0.25)."""
+    import scoringrules as sr
+
+    return float(sr.brier_score(float(up), p_up))
+
+
 def _normal_cdf(x: float) -> float:
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
 def score(facts: ForecastFacts, actual: float) -> Scores:
     """Every score of one forecast whose horizon close turned out to be `actual`."""
+    return score_many([facts], [actual])[0]
+
+
+def score_many(facts: Sequence[ForecastFacts], actuals: Sequence[float]) -> list[Scores]:
+    """`score` for many forecasts at once (one vectorized call per proper score: a backtest scores
+    thousands). Ensembles of different sizes are scored group by group."""
     import numpy as np
     import scoringrules as sr  # imported here: scipy behind it costs the trader ~0.7 s at start otherwise
 
-    last = facts.last_close
-    up = actual > last
+    if len(facts) != len(actuals):
+        raise ValueError(f"{len(facts)} forecasts, {len(actuals)} outcomes")
+    n = len(facts)
+    if n == 0:
+        return []
+    last = np.array([f.last_close for f in facts], dtype=float)
+    actual = np.array(actuals, dtype=float)
     ratio = actual / last
-    ensemble = np.asarray(facts.horizon_closes, dtype=float) / last
-    crps = float(sr.crps_ensemble(ratio, ensemble)) * 100.0
-    brier = float(sr.brier_score(float(up), facts.p_up))
-    below = float(np.sum(ensemble < ratio)) + 0.5 * float(np.sum(ensemble == ratio))
-    pit = below / len(ensemble)
-    spread = facts.sigma * math.sqrt(facts.horizon)
-    drift_mu = facts.drift * facts.horizon
-    if spread > 0:
-        baseline_crps = float(sr.crps_lognormal(ratio, 0.0, spread)) * 100.0
-        drift_crps = float(sr.crps_lognormal(ratio, drift_mu, spread)) * 100.0
-        drift_p_up = _normal_cdf(drift_mu / spread)
-    else:  # a context that never moved: both baselines are a point mass
-        baseline_crps = abs(ratio - 1.0) * 100.0
-        drift_crps = abs(ratio - math.exp(drift_mu)) * 100.0
-        drift_p_up = 1.0 if drift_mu > 0 else 0.0 if drift_mu < 0 else 0.5
-    return Scores(
-        hit=(facts.predicted > last) == up,
-        brier=brier,
-        crps=crps,
-        pit=pit,
-        covered=facts.p10 <= actual <= facts.p90,
-        abs_error_pct=abs(facts.predicted - actual) / last * 100.0,
-        baseline_brier=float(sr.brier_score(float(up), 0.5)),
-        baseline_crps=baseline_crps,
-        drift_hit=(drift_mu > 0) == up,
-        drift_brier=float(sr.brier_score(float(up), drift_p_up)),
-        drift_crps=drift_crps,
-        actual=float(actual),
+    up = (actual > last).astype(float)
+    p_up = np.array([f.p_up for f in facts], dtype=float)
+    crps = np.empty(n)
+    pit = np.empty(n)
+    by_size: dict[int, list[int]] = {}
+    for i, f in enumerate(facts):
+        by_size.setdefault(len(f.horizon_closes), []).append(i)
+    for idx in by_size.values():
+        ens = np.array([facts[i].horizon_closes for i in idx], dtype=float) / last[idx, None]
+        obs = ratio[idx]
+        crps[idx] = np.asarray(sr.crps_ensemble(obs, ens)) * 100.0
+        below = (ens < obs[:, None]).sum(axis=1) + 0.5 * (ens == obs[:, None]).sum(axis=1)
+        pit[idx] = below / ens.shape[1]
+    spread = np.array([f.sigma * math.sqrt(f.horizon) for f in facts], dtype=float)
+    mu = np.array([f.drift * f.horizon for f in facts], dtype=float)
+    moving = spread > 0
+    safe = np.where(moving, spread, 1.0)
+    base_crps = np.where(moving, np.asarray(sr.crps_lognormal(ratio, 0.0, safe)) * 100.0, np.abs(ratio - 1.0) * 100.0)
+    drift_crps = np.where(
+        moving, np.asarray(sr.crps_lognormal(ratio, mu, safe)) * 100.0, np.abs(ratio - np.exp(mu)) * 100.0
     )
+    drift_p = np.array(
+        [
+            _normal_cdf(m / s) if s > 0 else (1.0 if m > 0 else 0.0 if m < 0 else 0.5)
+            for m, s in zip(mu, spread, strict=True)
+        ]
+    )
+    brier = np.asarray(sr.brier_score(up, p_up))
+    base_brier = np.asarray(sr.brier_score(up, np.full(n, 0.5)))
+    drift_brier = np.asarray(sr.brier_score(up, drift_p))
+    return [
+        Scores(
+            hit=direction_hit(f.predicted, f.last_close, float(actual[i])),
+            brier=float(brier[i]),
+            crps=float(crps[i]),
+            pit=float(pit[i]),
+            covered=f.p10 <= float(actual[i]) <= f.p90,
+            abs_error_pct=abs_error_pct(f.predicted, float(actual[i]), f.last_close),
+            baseline_brier=float(base_brier[i]),
+            baseline_crps=float(base_crps[i]),
+            drift_hit=bool((mu[i] > 0) == (actual[i] > last[i])),
+            drift_brier=float(drift_brier[i]),
+            drift_crps=float(drift_crps[i]),
+            actual=float(actual[i]),
+        )
+        for i, f in enumerate(facts)
+    ]

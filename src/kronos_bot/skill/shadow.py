@@ -12,11 +12,11 @@ whether each veto kept the bot out of losers or out of winners.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from kronos_bot.config import ExitSettings
 from kronos_bot.trader.stops import initial_state, update_stop_bar
@@ -35,6 +35,21 @@ class Bar:
     close: Decimal
 
 
+class BarLike(Protocol):
+    """An hourly bar as the live cycle (`Bar`) and the backtest's store (`backtest.data.Bar`) give it."""
+
+    @property
+    def open_time(self) -> datetime: ...
+    @property
+    def open(self) -> Decimal: ...
+    @property
+    def high(self) -> Decimal: ...
+    @property
+    def low(self) -> Decimal: ...
+    @property
+    def close(self) -> Decimal: ...
+
+
 @dataclass(frozen=True)
 class Shadow:
     """The outcome of one shadow entry; `done` False while later bars are still needed."""
@@ -49,7 +64,7 @@ class Shadow:
 
 def shadow_entry(
     entry_bar: datetime,
-    bars: Sequence[Bar],
+    bar_at: Callable[[datetime], BarLike | None],
     exits: ExitSettings,
     *,
     fee_rate: Decimal,
@@ -58,18 +73,17 @@ def shadow_entry(
 ) -> Shadow:
     """The shadow of an entry at the open of the bar opening at `entry_bar` (see the module doc).
 
-    `bars`: consecutive hourly bars from `entry_bar` on, as far as they are known; a missing hour ends the
-    walk (not done yet, unless `max_hours` bars were walked).
+    `bar_at(open_time)`: the hourly bar opening then, None when it is not known (yet); a missing hour ends
+    the walk (not done yet). Bars are asked for one by one, so a shadow that exits early costs little.
     """
-    by_time = {b.open_time: b for b in bars}
-    first = by_time.get(entry_bar)
+    first = bar_at(entry_bar)
     if first is None:
         return Shadow(done=False)
     entry = first.open * (ONE + slippage)
     state = initial_state(entry, entry_bar, exits)
     last = first
     for i in range(max(1, max_hours)):
-        bar = by_time.get(entry_bar + i * HOUR)
+        bar = bar_at(entry_bar + i * HOUR)
         if bar is None:
             return Shadow(done=False, entry_price=entry)
         verdict = update_stop_bar(state, bar.open, bar.high, bar.low, bar.close, exits, bar.open_time + HOUR)

@@ -87,6 +87,15 @@ class Journal:
         with self._lock:
             self._conn.close()
 
+    def save_copy(self, path: str | Path) -> None:
+        """A consistent copy of this journal at `path` (replaced): how a backtest keeps its in-memory one."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        with self._lock, sqlite3.connect(str(target)) as copy:
+            self._conn.backup(copy)
+        copy.close()
+
     def __enter__(self) -> Journal:
         return self
 

@@ -4,7 +4,7 @@ decision gets its shadow outcome, and the skill guard watches the scores. I/O at
 Per cycle, with the bars the cycle fetched anyway (no extra request):
   * `record`: the forecast behind each symbol's Kronos verdict, with what scoring needs (journal table
     `skill_forecasts`; the four cycles of an hour share one forecast, recorded once);
-  * `score_due`: forecasts whose horizon bar has closed are scored from that bar's close (`forecast.scored`
+  * `score_pending`: forecasts whose horizon bar has closed are scored from that bar's close (`forecast.scored`
     per forecast); one whose bar the trader can no longer see (it was down, data failed) is marked
     unscorable with the reason (`forecast.unscorable`) and counted, never dropped;
   * `note_decisions` / `resolve_shadows`: each decision's shadow entry at the next bar open, followed
@@ -17,7 +17,7 @@ A failure here is logged and never stops a cycle: grading must not cost a trade 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,9 +28,9 @@ from kronos_bot.config import Settings
 from kronos_bot.domain import Decision
 from kronos_bot.forecast_types import SeriesForecast
 from kronos_bot.logs import get_logger
-from kronos_bot.skill.scores import ForecastFacts, Scores, facts_from_paths, score
-from kronos_bot.skill.shadow import Bar, shadow_entry
-from kronos_bot.skill.summary import ScoredForecast, no_skill, overall_line, summarize
+from kronos_bot.skill.scores import ForecastFacts, Scores, facts_from_paths, score_many
+from kronos_bot.skill.shadow import Bar, BarLike, attribution, shadow_entry
+from kronos_bot.skill.summary import ScoredForecast, no_skill, overall_line, skill_report, summarize
 from kronos_bot.trader.journal import Journal
 
 HOUR = timedelta(hours=1)
@@ -42,6 +42,19 @@ log = get_logger("kronos_bot.skill")
 def scored_rows(rows: Iterable[Mapping[str, Any]]) -> list[ScoredForecast]:
     """Journal rows of scored forecasts as the summary's input."""
     return [ScoredForecast(r["symbol"], r["origin"], Scores.from_json(r["scores"])) for r in rows if r["scores"]]
+
+
+def skill_document(journal: Journal, since: datetime | None = None, symbol: str | None = None) -> dict[str, Any]:
+    """`kronos-bot skill --json` of a journal, also what a backtest writes as skill.json."""
+    rows = scored_rows(journal.skill_forecasts(since=since, symbol=symbol, status="scored"))
+    report = skill_report(rows)
+    report["counts"] = journal.skill_counts()
+    return report
+
+
+def gate_document(journal: Journal, since: datetime | None = None) -> dict[str, Any]:
+    """`kronos-bot skill --gates --json`: what the decisions' shadow entries did, per blocking reason."""
+    return attribution(journal.decisions_with_shadows(since=since))
 
 
 def entry_bar_of(decided_at: datetime) -> datetime:
@@ -84,22 +97,34 @@ def record_forecast(
     )
 
 
-def score_due(journal: Journal, bars: Mapping[str, pd.DataFrame], now: datetime, lookback_hours: int) -> dict[str, int]:
-    """Score every pending forecast whose horizon bar is among `bars`; returns counts by outcome."""
+def score_pending(
+    journal: Journal,
+    actual_of: Callable[[str, datetime], float | None],
+    now: datetime,
+    give_up: Callable[[datetime], bool],
+) -> dict[str, int]:
+    """Score every pending forecast whose horizon bar has closed by `now` and whose close `actual_of`
+    knows; one it never will (`give_up(horizon_bar)`) is marked unscorable. The live trader and the
+    backtest both score through here; returns counts by outcome."""
     counts = {"scored": 0, "unscorable": 0}
+    due: list[tuple[dict[str, Any], float]] = []
     for row in journal.pending_skill_forecasts(now):
-        symbol, bar_time = row["symbol"], row["horizon_bar"]
-        df = bars.get(symbol)
-        stamp = pd.Timestamp(bar_time)
-        if df is not None and len(df) and stamp in df.index:
-            value: Any = df.at[stamp, "close"]
-            actual = float(value)
-            scores = score(ForecastFacts.from_json(row["facts"]), actual)
+        actual = actual_of(row["symbol"], row["horizon_bar"])
+        if actual is not None:
+            due.append((row, actual))
+        elif give_up(row["horizon_bar"]):
+            reason = "its horizon bar is no longer among the fetched bars (the trader was down or data failed)"
+            journal.finish_skill_forecast(row["id"], scores=None, reason=reason, now=now)
+            counts["unscorable"] += 1
+            log.warning("forecast.unscorable", symbol=row["symbol"], origin=row["origin"].isoformat(), reason=reason)
+    results = score_many([ForecastFacts.from_json(r["facts"]) for r, _ in due], [a for _, a in due])
+    with journal.transaction():
+        for (row, actual), scores in zip(due, results, strict=True):
             journal.finish_skill_forecast(row["id"], scores=scores.to_json(), now=now)
             counts["scored"] += 1
             log.info(
                 "forecast.scored",
-                symbol=symbol,
+                symbol=row["symbol"],
                 origin=row["origin"].isoformat(),
                 horizon=row["horizon"],
                 actual=actual,
@@ -114,30 +139,47 @@ def score_due(journal: Journal, bars: Mapping[str, pd.DataFrame], now: datetime,
                 drift_brier=round(scores.drift_brier, 4),
                 drift_crps_pct=round(scores.drift_crps, 4),
             )
-        elif now - bar_time > lookback_hours * HOUR:
-            reason = "its horizon bar is no longer among the fetched bars (the trader was down or data failed)"
-            journal.finish_skill_forecast(row["id"], scores=None, reason=reason, now=now)
-            counts["unscorable"] += 1
-            log.warning("forecast.unscorable", symbol=symbol, origin=row["origin"].isoformat(), reason=reason)
     return counts
 
 
-def resolve_shadows(journal: Journal, bars: Mapping[str, pd.DataFrame], settings: Settings, now: datetime) -> int:
-    """Finish the shadow entries whose outcome the fetched bars now show; returns how many."""
+def bars_lookup(bars: Mapping[str, pd.DataFrame]) -> Callable[[str, datetime], float | None]:
+    """`actual_of` over a cycle's bars: the close of the bar opening at that time, if fetched."""
+
+    def actual_of(symbol: str, open_time: datetime) -> float | None:
+        df = bars.get(symbol)
+        stamp = pd.Timestamp(open_time)
+        if df is None or not len(df) or stamp not in df.index:
+            return None
+        value: Any = df.at[stamp, "close"]
+        return float(value)
+
+    return actual_of
+
+
+def resolve_shadow_rows(
+    journal: Journal,
+    bar_lookup: Callable[[str], Callable[[datetime], BarLike | None] | None],
+    settings: Settings,
+    now: datetime,
+    give_up: Callable[[str, datetime], bool],
+) -> int:
+    """Finish the pending shadow entries whose outcome the bars now show (`bar_lookup(symbol)`: that
+    symbol's `bar_at(open_time)`, None when no bars of it are known); one that never will be known
+    (`give_up`) is finished as `unresolved`. The live trader and the backtest both resolve
+    through here. Returns how many were finished with an outcome."""
     max_hours = min(settings.skill.shadow_max_hours, settings.bars.count - 2)
     fee = Decimal(str(settings.broker.sim.fee_percent)) / 100
     slippage = Decimal(str(settings.broker.sim.slippage_bps)) / 10_000
     done = 0
     for row in journal.pending_shadows():
-        df = bars.get(row["symbol"])
-        if df is None or not len(df):
-            continue
-        entry = row["entry_bar"]
-        window = df[df.index >= pd.Timestamp(entry)]
-        shadow = shadow_entry(
-            entry, _bars(window), settings.exits, fee_rate=fee, slippage=slippage, max_hours=max_hours
+        symbol, entry = row["symbol"], row["entry_bar"]
+        bar_at = bar_lookup(symbol)
+        shadow = (
+            shadow_entry(entry, bar_at, settings.exits, fee_rate=fee, slippage=slippage, max_hours=max_hours)
+            if bar_at is not None
+            else None
         )
-        if shadow.done:
+        if shadow is not None and shadow.done:
             journal.finish_shadow(
                 row["id"],
                 entry_price=shadow.entry_price,
@@ -148,7 +190,7 @@ def resolve_shadows(journal: Journal, bars: Mapping[str, pd.DataFrame], settings
                 now=now,
             )
             done += 1
-        elif pd.Timestamp(entry) < df.index[0]:
+        elif give_up(symbol, entry):
             journal.finish_shadow(
                 row["id"],
                 entry_price=None,
@@ -159,6 +201,27 @@ def resolve_shadows(journal: Journal, bars: Mapping[str, pd.DataFrame], settings
                 now=now,
             )
     return done
+
+
+def resolve_shadows(journal: Journal, bars: Mapping[str, pd.DataFrame], settings: Settings, now: datetime) -> int:
+    """`resolve_shadow_rows` over a cycle's bars; an entry bar older than the window is given up."""
+
+    lookups: dict[str, Callable[[datetime], BarLike | None]] = {}
+
+    def bar_lookup(symbol: str) -> Callable[[datetime], BarLike | None] | None:
+        df = bars.get(symbol)
+        if df is None or not len(df):
+            return None
+        if symbol not in lookups:
+            by_time = {b.open_time: b for b in _bars(df)}
+            lookups[symbol] = by_time.get
+        return lookups[symbol]
+
+    def give_up(symbol: str, entry: datetime) -> bool:
+        df = bars.get(symbol)
+        return df is not None and len(df) > 0 and pd.Timestamp(entry) < df.index[0]
+
+    return resolve_shadow_rows(journal, bar_lookup, settings, now, give_up)
 
 
 def _bars(df: pd.DataFrame) -> list[Bar]:
@@ -192,7 +255,10 @@ class SkillKeeper:
             for symbol, forecast in forecasts.items():
                 if symbol in bars and model:
                     record_forecast(self.journal, symbol, forecast, bars[symbol], horizon, model, now)
-            counts = score_due(self.journal, bars, now, self.settings.bars.count - 1)
+            lookback = self.settings.bars.count - 1
+            counts = score_pending(
+                self.journal, bars_lookup(bars), now, give_up=lambda bar: now - bar > lookback * HOUR
+            )
             resolve_shadows(self.journal, bars, self.settings, now)
             if counts["scored"] or not self._refreshed:
                 self.refresh_guard(now)

@@ -21,6 +21,7 @@ from kronos_bot.backtest.charts import equity_chart
 from kronos_bot.backtest.rows import DECISION_COLUMNS, TRADE_COLUMNS, trade_row
 from kronos_bot.backtest.runner import BacktestRun
 from kronos_bot.backtest.summary import build_summary
+from kronos_bot.skill.summary import overall_line
 
 
 def _cell(value: Any) -> str:
@@ -219,8 +220,14 @@ img {{ max-width: 100%; }}
 """
 
 
-def summary_lines(summary: Mapping[str, Any], out_dir: str | Path | None = None) -> list[str]:
-    """The short table printed at the end of `kronos-bot backtest`."""
+def summary_lines(
+    summary: Mapping[str, Any],
+    out_dir: str | Path | None = None,
+    skill: Mapping[str, Any] | None = None,
+    ablation: Sequence[Mapping[str, Any]] = (),
+) -> list[str]:
+    """The short table printed at the end of `kronos-bot backtest` (with the run's skill line and its
+    ablation table when it has them: the answer to "is Kronos helping" belongs on the screen)."""
     t = summary["trades"]
     tiers = ", ".join(f"{k} {v}" for k, v in sorted(t["per_tier"].items())) or "none"
     f = summary["kronos"]["forecasts"]
@@ -242,6 +249,17 @@ def summary_lines(summary: Mapping[str, Any], out_dir: str | Path | None = None)
         f"  forecasts   {f.get('computed', 0)} computed, {f.get('cached', 0)} cached "
         f"({f.get('forecaster_calls', 0)} model calls, {f.get('compute_seconds', 0)} s)   run {summary['seconds']} s",
     ]
+    if skill and skill.get("overall"):
+        lines.append(f"  skill       {overall_line(skill['overall'])}")
+    if ablation:
+        lines.append(f"  ablation    {'variant':<16} {'trades':>6} {'return %':>9} {'win rate':>9} {'Sharpe':>8}")
+        for r in ablation:
+            win = "n/a" if r["win_rate"] is None else f"{r['win_rate']:.1%}"
+            ret = "n/a" if r["return_pct"] is None else f"{r['return_pct']:+.2f}"
+            sharpe = "n/a" if r["sharpe"] is None else f"{r['sharpe']:.2f}"
+            lines.append(f"              {r['variant']:<16} {r['trades']:>6} {ret:>9} {win:>9} {sharpe:>8}")
     if out_dir is not None:
         lines.append(f"  report      {Path(out_dir) / 'report.html'}")
+        if skill:
+            lines.append(f"  journal     kronos-bot skill --journal {Path(out_dir) / 'journal.sqlite'} [--gates]")
     return lines

@@ -33,10 +33,13 @@ from kronos_bot.backtest.signals import HourSignals, SignalSource
 from kronos_bot.config import Settings
 from kronos_bot.forecast_types import Forecaster
 from kronos_bot.gates.forecast_cache import model_fingerprint, sampling_params
+from kronos_bot.logs import get_logger
 from kronos_bot.market.news import NewsFeed, NewsProvider
 from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.records import PositionRecord
 from kronos_bot.trader.skill_keeper import gate_document, resolve_shadow_rows, score_pending, skill_document
+
+log = get_logger("kronos_bot.backtest")
 
 HOUR = timedelta(hours=1)
 DEFAULT_BATCH_HOURS = 4
@@ -228,16 +231,35 @@ def grade_run(run: BacktestRun, journal: Journal, store: BarStore) -> None:
     """Score every journaled forecast and finish every shadow from the store's bars (all of history is
     known: what cannot be scored now never will be), then keep the documents `skill` would print."""
     settings = run.settings
-    end = max(store.span()[1], run.period.end) + HOUR
+    # Late enough that every journaled horizon bar counts as closed: the last ones lie past the data.
+    end = max(store.span()[1], run.period.end) + (settings.gates.kronos.horizon + 1) * HOUR
 
     def actual_of(symbol: str, open_time: datetime) -> float | None:
         bar = store.bar(symbol, open_time)
         return float(bar.close) if bar is not None else None
 
-    def bar_lookup(symbol: str) -> Callable[[datetime], Any]:
-        return lambda open_time: store.bar(symbol, open_time)
+    # Each shadow walks the hours after its entry, so neighbouring shadows read the same bars again:
+    # one Decimal conversion per bar, not one per read.
+    memo: dict[tuple[str, datetime], Any] = {}
 
-    score_pending(journal, actual_of, end, give_up=lambda _bar: True)
+    def bar_lookup(symbol: str) -> Callable[[datetime], Any]:
+        def lookup(open_time: datetime) -> Any:
+            key = (symbol, open_time)
+            if key not in memo:
+                memo[key] = store.bar(symbol, open_time)
+            return memo[key]
+
+        return lookup
+
+    counts = score_pending(
+        journal,
+        actual_of,
+        end,
+        give_up=lambda _bar: True,
+        log_each=False,
+        unscorable_reason="its horizon bar is past the end of the data",
+    )
+    log.info("backtest.graded", **counts)
     resolve_shadow_rows(journal, bar_lookup, settings, end, give_up=lambda _s, _e: True)
     run.skill = skill_document(journal)
     run.gates = gate_document(journal)

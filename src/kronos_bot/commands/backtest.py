@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from kronos_bot.config import Settings
+from kronos_bot.forecast_types import ForecasterUnavailable
 
 NAME = "backtest"
 HELP = "replay hourly history through the bot's own gates, engine, simulated broker and exits; write a report"
@@ -68,22 +69,26 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     except (ValueError, OSError) as exc:
         print(f"kronos-bot backtest: {exc}", file=sys.stderr)
         return 2
-    with inputs.model_run(args, run_settings, "backtest") as (forecaster, cache, update):
-        run = run_backtest(
-            run_settings,
-            store,
-            period,
-            forecaster=forecaster,
-            cache=cache,
-            news=news,
-            news_note=note,
-            batch_hours=args.batch_hours,
-            progress=update,
-            journal_out=Path(args.out) / "journal.sqlite",
-            ablate=args.ablate,
-        )
+    try:
+        with inputs.model_run(args, run_settings, "backtest") as (forecaster, cache, update):
+            run = run_backtest(
+                run_settings,
+                store,
+                period,
+                forecaster=forecaster,
+                cache=cache,
+                news=news,
+                news_note=note,
+                batch_hours=args.batch_hours,
+                progress=update,
+                journal_out=Path(args.out) / "journal.sqlite",
+                ablate=args.ablate,
+            )
+    except ForecasterUnavailable as exc:  # the model could not be loaded or run: say why, no traceback
+        print(f"kronos-bot backtest: {exc}", file=sys.stderr)
+        return 2
     summary = write_backtest_report(run, args.out)
     log.info("backtest.done", out=args.out, seconds=summary["seconds"])
-    for line in summary_lines(summary, args.out):
+    for line in summary_lines(summary, args.out, skill=run.skill, ablation=run.ablation):
         print(line)
     return 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from kronos_bot.config import Settings
+from kronos_bot.forecast_types import ForecasterUnavailable
 
 NAME = "evaluate"
 HELP = "score Kronos forecasts on history (hit rate, Brier, calibration, MAE) against no-change and drift"
@@ -57,10 +58,14 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     except (ValueError, OSError) as exc:
         print(f"kronos-bot evaluate: {exc}", file=sys.stderr)
         return 2
-    with inputs.model_run(args, run_settings, "evaluate") as (forecaster, cache, update):
-        run = run_evaluate(
-            run_settings, store, period, forecaster=forecaster, cache=cache, options=options, progress=update
-        )
+    try:
+        with inputs.model_run(args, run_settings, "evaluate") as (forecaster, cache, update):
+            run = run_evaluate(
+                run_settings, store, period, forecaster=forecaster, cache=cache, options=options, progress=update
+            )
+    except ForecasterUnavailable as exc:  # the model could not be loaded or run: say why, no traceback
+        print(f"kronos-bot evaluate: {exc}", file=sys.stderr)
+        return 2
     summary = write_evaluate_report(run, args.out)
     for line in table_lines(summary):
         print(line)

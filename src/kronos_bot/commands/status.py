@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from kronos_bot.config import Settings
 
 NAME = "status"
-HELP = "show open positions with HWM, stop and unrealized P&L, the last cycle and forecaster health"
+HELP = "show open positions with HWM, stop and unrealized P&L, the last cycle, forecaster health and forecast skill"
 LOGS_TO_STDERR = True
 
 
@@ -60,8 +61,9 @@ def _skill(journal: Any, settings: Settings) -> dict[str, Any]:
     except Exception as exc:  # an older journal or a locked file: said, not raised
         return {"line": f"unavailable: {exc}"}
     overall = summarize(rows)
-    latest = max((r.origin for r in rows), default=None)
-    recent = summarize([r for r in rows if latest is not None and r.origin > latest - GUARD_WINDOW])
+    # The window the trader's guard judges now (a journal idle for a month has no recent verdict).
+    since = datetime.now(UTC) - GUARD_WINDOW
+    recent = summarize([r for r in rows if r.origin > since])
     kronos = settings.gates.kronos
     flagged = kronos.skill_guard != "off" and no_skill(recent, kronos.skill_guard_min_n)
     return {

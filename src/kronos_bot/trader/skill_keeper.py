@@ -102,10 +102,14 @@ def score_pending(
     actual_of: Callable[[str, datetime], float | None],
     now: datetime,
     give_up: Callable[[datetime], bool],
+    *,
+    log_each: bool = True,
+    unscorable_reason: str = "its horizon bar is no longer among the fetched bars (the trader was down or data failed)",
 ) -> dict[str, int]:
     """Score every pending forecast whose horizon bar has closed by `now` and whose close `actual_of`
     knows; one it never will (`give_up(horizon_bar)`) is marked unscorable. The live trader and the
-    backtest both score through here; returns counts by outcome."""
+    backtest both score through here; returns counts by outcome. A backtest grades thousands at once
+    and says so in one line (`log_each=False`); the trader logs each forecast as it is scored."""
     counts = {"scored": 0, "unscorable": 0}
     due: list[tuple[dict[str, Any], float]] = []
     for row in journal.pending_skill_forecasts(now):
@@ -113,15 +117,22 @@ def score_pending(
         if actual is not None:
             due.append((row, actual))
         elif give_up(row["horizon_bar"]):
-            reason = "its horizon bar is no longer among the fetched bars (the trader was down or data failed)"
-            journal.finish_skill_forecast(row["id"], scores=None, reason=reason, now=now)
+            journal.finish_skill_forecast(row["id"], scores=None, reason=unscorable_reason, now=now)
             counts["unscorable"] += 1
-            log.warning("forecast.unscorable", symbol=row["symbol"], origin=row["origin"].isoformat(), reason=reason)
+            if log_each:
+                log.warning(
+                    "forecast.unscorable",
+                    symbol=row["symbol"],
+                    origin=row["origin"].isoformat(),
+                    reason=unscorable_reason,
+                )
     results = score_many([ForecastFacts.from_json(r["facts"]) for r, _ in due], [a for _, a in due])
     with journal.transaction():
         for (row, actual), scores in zip(due, results, strict=True):
             journal.finish_skill_forecast(row["id"], scores=scores.to_json(), now=now)
             counts["scored"] += 1
+            if not log_each:
+                continue
             log.info(
                 "forecast.scored",
                 symbol=row["symbol"],

@@ -92,6 +92,42 @@ def test_401_on_reads_is_one_broker_auth_episode_entries_pause_exits_keep_trying
     assert [e["level"] for e in unavailable].count("warning") <= 1
 
 
+def test_a_404_on_the_account_positions_or_orders_is_one_broker_outage_not_a_traceback(
+    tmp_path: Path, fake_alpaca: FakeAlpaca, monkeypatch: Any
+) -> None:
+    # A wrong trading URL (or a proxy in the way) answers 404 with an empty body to every read.
+    load_market(fake_alpaca)
+    clock = Clock(CYCLE_NOW)
+    parts = alpaca_parts(tmp_path, fake_alpaca, clock, monkeypatch)
+    try:
+        assert open_position(parts, fake_alpaca) is not None
+        missing = fake_alpaca.fail(r"/v2/.*", Fault.foreign_status(404, "<html>not found</html>"), times=None)
+        with JsonLogs() as captured:
+            for _ in range(2):
+                report = parts.cycle.run(trade=True)
+                assert {d.symbol: d.reasons for d in report.decisions}["ETH/USD"] == ["broker_unavailable"]
+                clock.now += timedelta(minutes=1)
+                run_exit_check(parts)
+            assert missing.hits >= 4
+            missing.remaining = 0
+            parts.cycle.run(trade=True)
+        logs = captured.events
+        still_open = len(parts.journal.open_positions())
+    finally:
+        parts.close()
+    events = [e["event"] for e in logs]
+    assert "cycle.error" not in events and "job.error" not in events and "exit.error" not in events
+    starts = [e for e in logs if e["event"] == "degraded.start"]
+    assert [e["component"] for e in starts] == ["broker"]
+    assert "HTTP 404 without Alpaca's error body" in starts[0]["reason"]
+    assert "trading_url_override" in starts[0]["reason"]
+    # a bare 404 to a lookup is never read as "that order does not exist"
+    assert [e for e in logs if e["event"] == "reconcile.order_lost"] == []
+    assert still_open >= 1  # the position lived through the outage (the cycle after it may add others)
+    assert [e["component"] for e in logs if e["event"] == "degraded.end"] == ["broker"]
+    assert not any("Traceback" in json.dumps(e) for e in logs)
+
+
 def test_retries_inside_an_outage_are_debug_and_counted_in_degraded_end(
     tmp_path: Path, fake_alpaca: FakeAlpaca, monkeypatch: Any
 ) -> None:

@@ -174,3 +174,52 @@ def test_slow_entry_fill_pending_blocks_reentry_then_recovered(rig: Rig) -> None
     [opened] = report.opened
     assert opened.qty == D("0.9975") and opened.backstop_order_id is not None
     assert rig.executor.risk_state(T0).open_symbols == frozenset({"BTC/USD"})
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs, no handler catches it."""
+
+
+def _die_when_opening(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    def killed(**_kwargs: object) -> None:
+        raise _Killed
+
+    monkeypatch.setattr(rig.journal, "open_position", killed)
+
+
+def test_crash_between_recorded_fill_and_position_recovers_it(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The buy filled and its fill is journaled (the order is no longer pending), then the process died
+    # before the position row was written: the next start must open it, and no cycle may buy again first.
+    with monkeypatch.context() as patch:
+        _die_when_opening(rig, patch)
+        with pytest.raises(_Killed):
+            enter(rig)
+    cid = client_order_id("BTC/USD", T0, "buy")
+    assert rig.journal.get_order(cid).status == "filled" and rig.journal.open_positions() == []
+    assert "BTC/USD" in rig.executor.risk_state(T0).open_symbols  # even before reconciliation runs
+    with captured_logs() as logs:
+        report = reconciler(rig).run()
+    [opened] = report.opened
+    assert opened.entry_client_order_id == cid and opened.qty == rig.fake.trading.position_qty("BTC/USD")
+    assert opened.backstop_order_id is not None
+    assert "reconcile.position_recovered" in [e["event"] for e in logs]
+    assert reconciler(rig).run().opened == []  # found once, not again
+    assert rig.executor.risk_state(T0).open_symbols == frozenset({"BTC/USD"})
+    assert len([o for o in rig.fake.trading.orders_for() if o.side == "buy"]) == 1
+
+
+def test_filled_entry_while_another_position_is_open_is_reported_once(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patch:
+        _die_when_opening(rig, patch)
+        with pytest.raises(_Killed):
+            enter(rig)
+    # A journal written before the fix: a later cycle bought again and that position is open.
+    assert enter(rig, when=T0 + timedelta(minutes=15)).status == "opened"
+    rec = reconciler(rig)
+    with captured_logs() as logs:
+        rec.run()
+        rec.run()
+    assert [e["event"] for e in logs].count("reconcile.entry_unmatched") == 1
+    assert len(rig.journal.open_positions()) == 1  # never merged by guesswork

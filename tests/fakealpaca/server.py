@@ -78,7 +78,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 _NO_JSON = object()
-FaultKind = Literal["status", "slow", "stall_after", "malformed_json", "disconnect"]
+FaultKind = Literal["status", "foreign_status", "slow", "stall_after", "malformed_json", "disconnect"]
 
 
 @dataclass
@@ -154,6 +154,11 @@ class Fault:
     @classmethod
     def http_status(cls, status: int, message: str = "error") -> Fault:
         return cls("status", status=status, message=message)
+
+    @classmethod
+    def foreign_status(cls, status: int = 404, body: str = "") -> Fault:
+        """A status from something that is not Alpaca (a wrong host, a proxy): no Alpaca JSON error body."""
+        return cls("foreign_status", status=status, message=body)
 
     @classmethod
     def slow(cls, seconds: float) -> Fault:
@@ -332,6 +337,8 @@ class FakeServer:
                 if fault.retry_after is not None:
                     response.headers["Retry-After"] = str(fault.retry_after)
                 return response
+            if fault.kind == "foreign_status":
+                return Response(status=fault.status, body=fault.message.encode(), headers={"Content-Type": "text/html"})
             if fault.kind == "malformed_json":
                 return Response(
                     status=200, body=b'{"bars": {"BTC/USD": [{"t": "2024-', headers={"Content-Type": "application/json"}

@@ -156,6 +156,18 @@ def _message_of(exc: APIError) -> tuple[str, str | None]:
         return str(exc), None
 
 
+def _unexpected_4xx(what: str, status: int | None, message: str, code: str | None) -> str:
+    """Why a 4xx is an outage: Alpaca always sends a JSON error with a code, so a bare one came from
+    something else (a wrong trading URL, a proxy); Alpaca's own 4xx on the account or positions means
+    the endpoint itself is wrong."""
+    if code is None:
+        return (
+            f"{what}: HTTP {status} without Alpaca's error body ({message[:80] or 'empty'}): "
+            "is broker.trading_url_override right?"
+        )
+    return f"{what}: HTTP {status}: {message} (code {code})"
+
+
 def _classify(exc: BaseException) -> Failure | None:
     """Timeouts, dropped connections, malformed JSON, 408/429/5xx may be retried (Retry-After wins);
     anything else is not ours to retry (an OrderRejected, a 404 the caller reads as "not found")."""
@@ -304,18 +316,25 @@ class AlpacaBroker:
         message, _ = _message_of(exc)
         return BrokerAuthError(f"{what}: HTTP {status}: {message}", status_code=status)
 
-    def _read(self, what: str, call: Callable[[], T]) -> T:
+    def _read(self, what: str, call: Callable[[], T], *, answers_4xx: bool = True) -> T:
         """A read (GET, or an idempotent DELETE): retried on timeouts/5xx/429, else BrokerUnavailable;
-        401/403 (our keys refused) raise BrokerAuthError at once; other 4xx propagate for the caller."""
+        401/403 (our keys refused) raise BrokerAuthError at once; other 4xx propagate for the caller
+        (a lookup's 404 means "not found"). With `answers_4xx=False` (the account, positions, open
+        orders: a 4xx there means a wrong URL or a broken endpoint, never an answer) they are an outage:
+        BrokerUnavailable with the status and the broker's message, and the `broker` degraded state."""
 
         def attempt(_number: int) -> T:
             try:
                 result = call()
             except APIError as exc:
-                if _status_of(exc) in AUTH_STATUS_READS:
+                status = _status_of(exc)
+                if status in AUTH_STATUS_READS:
                     raise self._down(self._auth_error(what, exc)) from exc
-                if _status_of(exc) not in RETRYABLE_STATUS:
-                    self._answered()  # a 404/422 is an answer: the broker is there
+                if status not in RETRYABLE_STATUS:
+                    message, code = _message_of(exc)
+                    if code is None or not answers_4xx:
+                        raise self._down(BrokerUnavailable(_unexpected_4xx(what, status, message, code))) from exc
+                    self._answered()  # Alpaca's own 404/422 is an answer: the broker is there
                 raise
             self._answered()
             return result
@@ -405,7 +424,7 @@ class AlpacaBroker:
     # ----- reads -----
 
     def get_account(self) -> Account:
-        acct: Any = self._read("get_account", self.client.get_account)
+        acct: Any = self._read("get_account", self.client.get_account, answers_4xx=False)
         cash = to_decimal(acct.cash) or ZERO
         buying_power = to_decimal(acct.non_marginable_buying_power) or to_decimal(acct.buying_power) or cash
         equity = to_decimal(acct.equity) or to_decimal(acct.portfolio_value) or cash
@@ -438,7 +457,7 @@ class AlpacaBroker:
         return info
 
     def get_positions(self) -> list[BrokerPosition]:
-        positions: Any = self._read("get_positions", self.client.get_all_positions)
+        positions: Any = self._read("get_positions", self.client.get_all_positions, answers_4xx=False)
         return [
             BrokerPosition(
                 symbol=normalize_symbol(p.symbol),
@@ -455,7 +474,7 @@ class AlpacaBroker:
 
     def get_open_orders(self, symbol: str | None = None) -> list[OrderResult]:
         request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500, symbols=[symbol] if symbol else None)
-        orders: Any = self._read("get_orders", lambda: self.client.get_orders(request))
+        orders: Any = self._read("get_orders", lambda: self.client.get_orders(request), answers_4xx=False)
         return [order_result(o) for o in orders]
 
     def get_order(self, order_id: str) -> OrderResult:

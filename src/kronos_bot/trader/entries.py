@@ -67,10 +67,13 @@ class Entries(DeskUser):
         """The engine's RiskState from the journal and the broker's account (one account request).
 
         Symbols with an entry order still pending at the broker count as open, so a slow fill is never
-        followed by a second entry in the next cycle. Raises BrokerUnavailable when the account cannot be read.
+        followed by a second entry in the next cycle; so do symbols with a filled entry whose position is
+        not journaled yet (a crash between the two, until reconciliation opens it). Raises
+        BrokerUnavailable when the account cannot be read.
         """
         open_symbols = {p.symbol for p in self.journal.open_positions()}
         open_symbols |= {o.symbol for o in self.journal.pending_orders() if o.purpose == "entry"}
+        open_symbols |= {o.symbol for o in self.journal.filled_entries_without_position()}
         return RiskState(
             open_symbols=frozenset(open_symbols),
             account=self.broker.get_account(),

@@ -402,6 +402,16 @@ class Journal:
         )
         return [record_of(OrderRecord, r) for r in rows]
 
+    def filled_entries_without_position(self) -> list[OrderRecord]:
+        """Entry orders that bought something but own no position: the process died between recording the
+        fill and opening the position. They are no longer pending, so only this query finds them again."""
+        rows = self._query(
+            """SELECT o.* FROM orders o LEFT JOIN positions p ON p.entry_client_order_id = o.client_order_id
+               WHERE o.purpose = 'entry' AND p.id IS NULL AND o.filled_qty IS NOT NULL
+                 AND CAST(o.filled_qty AS REAL) > 0 ORDER BY o.id"""
+        )
+        return [record_of(OrderRecord, r) for r in rows]
+
     # ----- positions -----
 
     def open_position(

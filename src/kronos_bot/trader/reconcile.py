@@ -4,7 +4,8 @@ Steps, each idempotent:
   1. Pending order intents (written before a request whose outcome we never saw: crash, timeout,
      restart) are resolved by client_order_id. A filled entry without a position opens it; a further
      partial fill grows it; an intent the broker never received is marked so (after a grace period, so an
-     order another thread is sending right now is left alone).
+     order another thread is sending right now is left alone). An entry whose fill is journaled but whose
+     position is not (a crash between the two) opens its position from the broker's view of the order.
   2. Journal positions missing at the broker are closed: `backstop` if our stop_limit filled, else
      `external`. A broker quantity below the journal's becomes the journal's (never sell more than held).
   3. Broker positions the bot did not open are ignored (logged once per symbol and process) unless
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from kronos_bot.broker.base import Broker, BrokerUnavailable, OrderResult, OrderStatus
+from kronos_bot.broker.base import Broker, BrokerUnavailable, OrderResult, OrderSide, OrderStatus, OrderType
 from kronos_bot.config import Settings
 from kronos_bot.logs import get_logger
 from kronos_bot.trader.execution import Executor
@@ -41,6 +42,26 @@ log = get_logger("kronos_bot.trader.reconcile")
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _journaled_result(record: OrderRecord) -> OrderResult:
+    """The journal's copy of a filled order the broker no longer finds: its fill was journaled before the
+    crash, so the position is opened from what we recorded rather than not at all."""
+    try:
+        status = OrderStatus(record.status)
+    except ValueError:
+        status = OrderStatus.FILLED
+    return OrderResult(
+        order_id=record.broker_order_id or "",
+        client_order_id=record.client_order_id,
+        symbol=record.symbol,
+        side=OrderSide(record.side),
+        type=OrderType(record.type),
+        status=status,
+        filled_qty=record.filled_qty or Decimal(0),
+        filled_avg_price=record.filled_avg_price,
+        filled_at=record.filled_at,
+    )
 
 
 @dataclass
@@ -80,6 +101,7 @@ class Reconciler:
         self.intent_grace = timedelta(seconds=intent_grace_seconds)
         self._logged_external: set[str] = set()
         self._logged_orders: set[str] = set()
+        self._unmatched_entries: set[str] = set()
 
     def run(self, now: datetime | None = None) -> ReconcileReport:
         with self.executor.lock:  # never concurrently with the exit monitor or an entry
@@ -129,6 +151,13 @@ class Reconciler:
                 )
             if record.purpose == "entry":
                 self._entry(record, found, report)
+        for record in self.journal.filled_entries_without_position():
+            if record.client_order_id in self._unmatched_entries:
+                continue
+            found = self.broker.get_order_by_client_id(record.client_order_id)
+            if found is not None:
+                self.journal.update_order(record.client_order_id, found, now=now)
+            self._entry(record, found or _journaled_result(record), report)
 
     def _not_at_broker(self, record: OrderRecord, report: ReconcileReport, now: datetime) -> None:
         if record.status in (ORDER_INTENT, ORDER_UNKNOWN) and now - record.created_at < self.intent_grace:
@@ -145,22 +174,40 @@ class Reconciler:
     def _entry(self, record: OrderRecord, found: OrderResult, report: ReconcileReport) -> None:
         position = self.journal.position_by_entry_order(record.client_order_id)
         if position is None:
-            if found.filled_qty > 0 and self.journal.open_position_for(record.symbol) is None:
-                refreshed = self.journal.get_order(record.client_order_id) or record
-                opened = self.executor.open_from_fill(refreshed, found, before_qty=None)
-                if opened is not None:
-                    report.opened.append(opened)
-                    log.info(
-                        "reconcile.position_recovered",
-                        symbol=record.symbol,
-                        position_id=opened.id,
-                        client_order_id=record.client_order_id,
-                    )
+            if found.filled_qty <= 0:
+                return
+            if self.journal.open_position_for(record.symbol) is not None:
+                self._unmatched(record, found)
+                return
+            refreshed = self.journal.get_order(record.client_order_id) or record
+            opened = self.executor.open_from_fill(refreshed, found, before_qty=None)
+            if opened is not None:
+                report.opened.append(opened)
+                log.info(
+                    "reconcile.position_recovered",
+                    symbol=record.symbol,
+                    position_id=opened.id,
+                    client_order_id=record.client_order_id,
+                )
             return
         if position.is_open:
             settled = self.executor.settle_entry(position, result=found)
             if not settled.is_open:
                 report.closed.append(settled)
+
+    def _unmatched(self, record: OrderRecord, found: OrderResult) -> None:
+        """A filled entry of ours while another position of the symbol is open: never merged by guesswork
+        (which coins the backstop covers would be unclear); said once, loudly, for the operator to look at."""
+        if record.client_order_id in self._unmatched_entries:
+            return
+        self._unmatched_entries.add(record.client_order_id)
+        log.error(
+            "reconcile.entry_unmatched",
+            symbol=record.symbol,
+            client_order_id=record.client_order_id,
+            filled_qty=found.filled_qty,
+            detail="a filled entry without a position while another position of this symbol is open",
+        )
 
     # ----- 2 + 3. positions -----
 

@@ -16,10 +16,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from kronos_bot.config import Settings
 from kronos_bot.forecast_types import Forecaster, SamplingParams, SeriesForecast, SeriesInput
+
+if TYPE_CHECKING:
+    from kronos_bot.forecaster.server import Endpoint
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY_MODEL = FIXTURES / "kronos_tiny" / "model"
@@ -163,3 +168,13 @@ def forecasts_equal(a: Sequence[SeriesForecast], b: Sequence[SeriesForecast]) ->
         ):
             return False
     return True
+
+
+def http_client(endpoint: Endpoint, token: str | None = None) -> httpx.Client:
+    """A raw HTTP client of a running forecaster (Unix socket or TCP), with the bearer token when given."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if endpoint.socket_path:
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=endpoint.socket_path), base_url="http://f", headers=headers, timeout=30
+        )
+    return httpx.Client(base_url=str(endpoint.url), headers=headers, timeout=30)

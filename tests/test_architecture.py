@@ -120,6 +120,7 @@ def test_the_root_holds_only_what_both_processes_share() -> None:
         "gates",
         "kronos",
         "market",
+        "notify",
         "skill",
         "trader",
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kronos_bot.config import ConfigError, Settings, load_settings, resolve_config_path
+from kronos_bot.config import SECRET_FIELDS, ConfigError, Settings, load_settings, resolve_config_path
 from tests.conftest import SHIPPED_CONFIG
 
 
@@ -50,7 +50,7 @@ def _leaf_paths(data: dict, prefix: str = "") -> set[str]:
 
 def test_shipped_yaml_lists_every_setting_with_a_comment() -> None:
     defaults = Settings.model_construct().redacted()
-    for secret in ("alpaca_api_key", "alpaca_secret_key", "hf_token", "forecaster_token", "live_trading_confirm"):
+    for secret in SECRET_FIELDS:
         defaults.pop(secret)
     assert _leaf_paths(shipped()) == _leaf_paths(defaults)
     for line in SHIPPED_CONFIG.read_text().splitlines():

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from structlog.testing import capture_logs
@@ -33,6 +32,7 @@ from kronos_bot.forecaster.service import BodySizeLimit, ServiceLimits, create_a
 from kronos_bot.systemd import Notifier
 from tests.forecaster_support import (
     TOKEN,
+    http_client,
     make_series,
     short_socket_path,
     tiny_model,
@@ -73,15 +73,6 @@ def serving(
     with BackgroundServer(meter, **where) as server:  # type: ignore[arg-type]
         server.wait_ready(60)
         yield server, meter
-
-
-def http_client(endpoint: Endpoint, token: str | None = None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    if endpoint.socket_path:
-        return httpx.Client(
-            transport=httpx.HTTPTransport(uds=endpoint.socket_path), base_url="http://f", headers=headers, timeout=30
-        )
-    return httpx.Client(base_url=str(endpoint.url), headers=headers, timeout=30)
 
 
 def body_for(series: list[SeriesInput]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ COMMAND_MODULES: dict[str, str] = {
     "once": "kronos_bot.commands.once",
     "status": "kronos_bot.commands.status",
     "decisions": "kronos_bot.commands.decisions",
+    "profit": "kronos_bot.commands.profit",
     "skill": "kronos_bot.commands.skill",
     "forecaster": "kronos_bot.commands.forecaster",
     "forecast": "kronos_bot.commands.forecast",
@@ -30,6 +31,7 @@ COMMAND_MODULES: dict[str, str] = {
     "backtest": "kronos_bot.commands.backtest",
     "evaluate": "kronos_bot.commands.evaluate",
     "config": "kronos_bot.commands.config_cmd",
+    "notify-test": "kronos_bot.commands.notify_test",
 }
 
 EXIT_CONFIG_ERROR = 2
@@ -83,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
 
-    from kronos_bot.config import ConfigError, load_settings
+    from kronos_bot.config import SECRET_FIELDS, ConfigError, load_settings
     from kronos_bot.logs import configure_logging, register_secrets
 
     try:
@@ -93,9 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("kronos-bot: refusing to start; fix the configuration and try again.", file=sys.stderr)
         return EXIT_CONFIG_ERROR
 
-    register_secrets(
-        [settings.alpaca_api_key, settings.alpaca_secret_key, settings.hf_token, settings.forecaster_token]
-    )
+    # Every secret value is masked wherever it appears in a log line; each notify URL on its own too.
+    register_secrets([*(getattr(settings, name) for name in SECRET_FIELDS), *settings.notify_url_list()])
     configure_logging(
         level=args.log_level or settings.logging.level,
         fmt=args.log_format or settings.logging.format,

@@ -10,6 +10,7 @@ any depth) and a non-finite number (.inf / .nan, or "inf" from the environment) 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -41,7 +42,15 @@ CONFIG_ENV_VAR = "KRONOS_BOT_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config/bot.yaml")
 ENV_PREFIX = "KRONOS_BOT__"
 ENV_DELIMITER = "__"
-SECRET_FIELDS = ("alpaca_api_key", "alpaca_secret_key", "hf_token", "forecaster_token", "live_trading_confirm")
+SECRET_FIELDS = (
+    "alpaca_api_key",
+    "alpaca_secret_key",
+    "hf_token",
+    "forecaster_token",
+    "live_trading_confirm",
+    "notify_urls",
+    "metrics_token",
+)
 # Alpaca's own SDK names for the two keys: the bot does not read them, but written in the YAML they are
 # still secrets, and the refusal points at the variable the bot does read.
 FOREIGN_SECRET_NAMES = {"APCA_API_KEY_ID": "alpaca_api_key", "APCA_API_SECRET_KEY": "alpaca_secret_key"}
@@ -50,6 +59,16 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 SizeFraction = Annotated[float, Field(gt=0.0, le=1.0)]
 PositiveSeconds = Annotated[float, Field(gt=0.0)]
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,10}/USD$")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback IPs; any other name or address counts as reachable from outside."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Section(BaseModel):
@@ -388,6 +407,49 @@ class SkillSettings(Section):
     shadow_max_hours: int = Field(48, ge=1, le=500)
 
 
+NotifyEvent = Literal[
+    "position_opened", "position_closed", "degraded", "trader_started", "trader_stopped", "daily_summary"
+]
+NotifyLevel = Literal["info", "warning", "error"]
+
+
+class NotifyEventSwitches(Section):
+    # Each event can be switched off on its own; all are on by default.
+    position_opened: bool = True
+    position_closed: bool = True
+    degraded: bool = True
+    trader_started: bool = True
+    trader_stopped: bool = True
+    daily_summary: bool = True
+
+
+class NotifySettings(Section):
+    # Push notifications through apprise to the URLs in KRONOS_BOT_NOTIFY_URLS (a secret: environment or
+    # .env only). Without URLs nothing is sent, whatever is set here.
+    enabled: bool = True
+    events: NotifyEventSwitches = NotifyEventSwitches()
+    # Messages below this level are not sent: info (everything), warning (degraded, a losing close,
+    # stops), error (only errors).
+    min_level: NotifyLevel = "info"
+    # UTC hour (0-23) of the daily summary (the day's P&L, open positions, forecast skill).
+    daily_summary_hour_utc: int = Field(0, ge=0, le=23)
+    # Messages waiting to be sent; a full queue drops new ones (counted, warned once per episode).
+    queue_size: int = Field(100, ge=1, le=10_000)
+    # Seconds one delivery to one URL may take (connect and read), and attempts per URL.
+    timeout_seconds: float = Field(5.0, gt=0, le=120)
+    max_attempts: int = Field(3, ge=1, le=10)
+    # Seconds before the second attempt, doubled for each further one.
+    backoff_seconds: float = Field(2.0, ge=0, le=300)
+
+
+class MetricsSettings(Section):
+    # The trader serves Prometheus metrics at http://host:port/metrics. Off loopback it requires the
+    # bearer token KRONOS_BOT_METRICS_TOKEN (a secret: environment or .env only).
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9478, ge=1, le=65535)
+
+
 class JournalSettings(Section):
     # SQLite file holding decisions, orders, positions and forecasts (relative to the working directory).
     path: str = "var/kronos-bot.sqlite"
@@ -425,6 +487,8 @@ class Settings(BaseSettings):
     broker: BrokerSettings = BrokerSettings()
     forecaster: ForecasterSettings = ForecasterSettings()
     skill: SkillSettings = SkillSettings()
+    notify: NotifySettings = NotifySettings()
+    metrics: MetricsSettings = MetricsSettings()
     journal: JournalSettings = JournalSettings()
     logging: LoggingSettings = LoggingSettings()
 
@@ -434,6 +498,10 @@ class Settings(BaseSettings):
     hf_token: SecretStr | None = Field(None, validation_alias=AliasChoices("HF_TOKEN"))
     forecaster_token: SecretStr | None = Field(None, validation_alias=AliasChoices("KRONOS_BOT_FORECASTER_TOKEN"))
     live_trading_confirm: SecretStr | None = Field(None, validation_alias=AliasChoices("KRONOS_BOT_LIVE_TRADING"))
+    # Apprise URLs, comma or space separated (they carry tokens: secrets).
+    notify_urls: SecretStr | None = Field(None, validation_alias=AliasChoices("KRONOS_BOT_NOTIFY_URLS"))
+    # Bearer token for the trader's /metrics (required when metrics.host is not a loopback address).
+    metrics_token: SecretStr | None = Field(None, validation_alias=AliasChoices("KRONOS_BOT_METRICS_TOKEN"))
     # Which file was read; accepted here so KRONOS_BOT_CONFIG may live in .env. Not a setting.
     config_file: str | None = Field(None, validation_alias=AliasChoices("KRONOS_BOT_CONFIG"), exclude=True)
 
@@ -459,12 +527,18 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
+        # Each message starts with the key it blames ("section.key: reason"): the error names that key.
         if self.bars.count > self.forecaster.max_context:
             raise ValueError(
-                f"bars.count ({self.bars.count}) exceeds forecaster.max_context ({self.forecaster.max_context})"
+                f"bars.count: {self.bars.count} exceeds forecaster.max_context ({self.forecaster.max_context})"
             )
         if self.bars.count < self.gates.technical.macd_slow + self.gates.technical.macd_signal:
-            raise ValueError("bars.count is too short for the MACD periods (needs macd_slow + macd_signal)")
+            raise ValueError("bars.count: too short for the MACD periods (needs macd_slow + macd_signal)")
+        if self.metrics.enabled and not is_loopback(self.metrics.host) and self.metrics_token is None:
+            raise ValueError(
+                f"metrics.host: {self.metrics.host} is reachable from outside: set KRONOS_BOT_METRICS_TOKEN "
+                "(scrapers send it as a bearer token), or bind 127.0.0.1, or set metrics.enabled: false"
+            )
         return self
 
     @classmethod
@@ -480,6 +554,11 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, dotenv_settings, yaml_source)
 
     # ----- helpers used across the bot -----
+
+    def notify_url_list(self) -> list[str]:
+        """KRONOS_BOT_NOTIFY_URLS split on commas and whitespace (empty when unset)."""
+        raw = self.notify_urls.get_secret_value() if self.notify_urls is not None else ""
+        return [u for u in re.split(r"[\s,]+", raw) if u]
 
     @property
     def has_alpaca_keys(self) -> bool:
@@ -620,12 +699,20 @@ def _env_override_for(key_path: str) -> str | None:
     return None
 
 
+# "Value error, bars.count: exceeds ..." from a model validator -> key bars.count, reason "exceeds ...".
+_CROSS_CHECK_RE = re.compile(r"^Value error, (?P<key>[a-z_]+(?:\.[a-z_]+)+): (?P<reason>.*)$", re.S)
+
+
 def _format_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for err in exc.errors():
         loc = [str(part) for part in err["loc"]]
         key = ".".join(loc) if loc else "(top level)"
         reason = err["msg"]
+        named = _CROSS_CHECK_RE.match(reason) if not loc else None
+        if named:  # a check across sections names the key it blames (see Settings._cross_checks)
+            problems.append((named["key"], named["reason"]))
+            continue
         if err["type"] == "finite_number":  # pydantic's own text does not say what was wrong with `inf`
             reason = "Input should be a finite number, not infinity or NaN"
         if err["type"] == "extra_forbidden":

@@ -8,8 +8,8 @@ FastAPI. Modules:
 - `client`   `ForecasterClient`, the torch-free Forecaster over a Unix socket or URL;
 - `factory`  `make_forecaster(settings, log)`: service client, in-process model, or auto;
 - `service`  the FastAPI app (`create_app(loader)`), one model run at a time;
-- `server`   sockets, uvicorn, systemd notifications, signals (`run`, `BackgroundServer`);
-- `systemd`  sd_notify over the documented notify-socket protocol.
+- `metrics`  its Prometheus `/metrics` (requests, latency, queue, rejections, model info);
+- `server`   sockets, uvicorn, systemd notifications (`kronos_bot.systemd`), signals (`run`, `BackgroundServer`).
 """
 
 from __future__ import annotations

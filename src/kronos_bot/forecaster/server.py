@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import math
 import os
 import signal
@@ -32,6 +31,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from kronos_bot.config import is_loopback
 from kronos_bot.forecaster.service import ForecastService, ModelLoader, ServiceLimits, create_app
 from kronos_bot.logs import get_logger
 from kronos_bot.systemd import Notifier
@@ -68,16 +68,6 @@ class Endpoint:
 
 def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback IPs; any other name or address counts as reachable from outside."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_tcp_allowed(host: str, token: str | None) -> None:

@@ -15,6 +15,9 @@ Why this shape:
   otherwise make the process buffer a body (and a chunked one declares no length to refuse it by).
 - Client text repeated in a 422 or a log line (ids, keys) is clipped, and a 422 lists a bounded number
   of problems, so the answer to a hostile request stays small.
+- Requests are counted for /metrics by an ASGI wrapper outside the token and size checks, so their 401s
+  and 413s are counted too; /metrics reads counters and the service's state only, so it answers while a
+  forecast computes and never waits for the model.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.routing import Route
 
 from kronos_bot.forecast_types import (
     Forecaster,
@@ -43,6 +47,7 @@ from kronos_bot.forecast_types import (
     SeriesForecast,
     SeriesInput,
 )
+from kronos_bot.forecaster.metrics import OTHER_ENDPOINT, ForecasterMetrics
 from kronos_bot.forecaster.schemas import (
     MAX_ID_LENGTH,
     ErrorCode,
@@ -124,10 +129,16 @@ class ForecastService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kronos-forecast")
         self._queued = 0
         self._thread: threading.Thread | None = None
+        self.metrics = ForecasterMetrics(queue_depth=lambda: self.waiting, ready=lambda: self._state == "ready")
 
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def waiting(self) -> int:
+        """Forecasts queued behind the one running (the count limited by max_queued includes that one)."""
+        return max(self._queued - 1, 0)
 
     def start_loading(self) -> None:
         """Load the model in a daemon thread (a SIGTERM during a long load must not wait for it)."""
@@ -158,6 +169,10 @@ class ForecastService:
         self.info = info
         public = json.dumps(self.public_info(), sort_keys=True, default=str).encode()
         self.fingerprint = hashlib.sha256(public).hexdigest()[:16]
+        try:
+            self.metrics.set_model(self.public_info(), self.fingerprint)
+        except Exception as exc:  # a metrics label must never keep a loaded model from serving
+            self.log.warning("forecaster.metrics_model_info_failed", error=f"{type(exc).__name__}: {exc}")
         self.ready_after_seconds = round(time.monotonic() - self.created, 3)
         self._state = "ready"
         self.ready_event.set()
@@ -228,6 +243,7 @@ class ForecastService:
             raise ApiError(422, "invalid_input", str(exc), [problem]) from exc
         finally:
             self._queued -= 1
+        self.metrics.observe_forecast(compute_s)
         return ForecastResponse(
             series=[series_out(f, compute_s) for f in forecasts],
             compute_seconds=round(compute_s, 6),
@@ -303,8 +319,11 @@ def _validation_problems(exc: RequestValidationError) -> list[Problem]:
 
 
 def _needs_token(path: str) -> bool:
-    """The /v1 API needs the token; /healthz and /readyz stay open for probes and the trader's start-up wait."""
-    return path == "/v1" or path.startswith("/v1/")
+    """The /v1 API and /metrics need the token; /healthz and /readyz stay open for probes and the trader's wait.
+
+    /metrics is closed like the API because it tells which model runs and how busy the service is.
+    """
+    return path == "/v1" or path.startswith("/v1/") or path == "/metrics"
 
 
 def _bearer(scope: Scope) -> tuple[bytes, bytes]:
@@ -408,6 +427,43 @@ class BodySizeLimit:
         await self.app(scope, body.receive, body.send)
 
 
+class RequestMetrics:
+    """Pure ASGI middleware, outermost: counts every answered request by route path and status.
+
+    Outside BearerAuth and BodySizeLimit so their 401s and 413s are counted too (a FastAPI middleware or
+    dependency would only see the requests they let through). The path is labelled only when it is one of
+    `endpoints` (the app's routes, all static), else "other", so a scan of random paths adds no series.
+    """
+
+    def __init__(self, app: Any, metrics: ForecasterMetrics, endpoints: frozenset[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status: int | None = None
+
+        async def counted(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counted)
+        except Exception:
+            # Starlette's outermost error middleware answers 500 after this wrapper has seen the exception.
+            status = status or 500
+            raise
+        finally:
+            if status is not None:
+                path = scope["path"]
+                self.metrics.count_request(path if path in self.endpoints else OTHER_ENDPOINT, status)
+
+
 def create_app(
     loader: ModelLoader,
     *,
@@ -418,7 +474,7 @@ def create_app(
 ) -> FastAPI:
     """The forecaster app; the model loads (in a thread) when the app starts, not when it is created.
 
-    `token`: when set, every /v1 endpoint needs `Authorization: Bearer <token>` (401 otherwise);
+    `token`: when set, every /v1 endpoint and /metrics need `Authorization: Bearer <token>` (401 otherwise);
     /healthz and /readyz stay open so probes and the trader's start-up wait need no secret.
     `api_docs`: serve /docs and /openapi.json; off by default, as production needs no map of the API
     for whoever can connect.
@@ -514,6 +570,15 @@ def create_app(
         http_response.headers[MODEL_HEADER] = service.fingerprint
         return response
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """Prometheus exposition; counters and state only, on the event loop, so never behind a forecast."""
+        body, content_type = service.metrics.render(request.headers.get("accept", ""))
+        return Response(body, media_type=content_type)
+
+    # Added after the routes (it labels requests by their paths) and last, so it wraps the token and size checks.
+    endpoints = frozenset(route.path for route in app.routes if isinstance(route, Route))
+    app.add_middleware(RequestMetrics, metrics=service.metrics, endpoints=endpoints)
     return app
 
 
@@ -527,4 +592,12 @@ def limits_from_settings(forecaster_settings: Any) -> ServiceLimits:
     )
 
 
-__all__ = ["ApiError", "ForecastService", "ModelLoader", "ServiceLimits", "create_app", "limits_from_settings"]
+__all__ = [
+    "ApiError",
+    "ForecastService",
+    "ModelLoader",
+    "RequestMetrics",
+    "ServiceLimits",
+    "create_app",
+    "limits_from_settings",
+]

@@ -156,6 +156,7 @@ class Closer(DeskUser):
             hold_hours=hold_hours,
             fees_estimated=estimated,
         )
+        self.desk.events.position_closed(closed)
 
 
 def _fee_rate_of(settings: Settings) -> Decimal:

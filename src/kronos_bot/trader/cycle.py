@@ -38,6 +38,7 @@ from kronos_bot.logs import bound_context, get_logger
 from kronos_bot.market.bars import BarsProblem
 from kronos_bot.market.news import FearGreedProvider, NewsFeed
 from kronos_bot.trader.engine import decide_all
+from kronos_bot.trader.events import NO_EVENTS, CycleFinished, TraderEvents, cycle_decisions
 from kronos_bot.trader.execution import EntryOutcome, Executor
 from kronos_bot.trader.health import DegradedTracker
 from kronos_bot.trader.journal import Journal
@@ -156,8 +157,10 @@ class EntryCycle:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         price_book: PriceBook | None = None,
         skill: SkillKeeper | None = None,
+        events: TraderEvents = NO_EVENTS,
     ) -> None:
         self.settings = settings
+        self.events = events
         self.journal = journal
         self.executor = executor
         self.reconciler = reconciler
@@ -198,6 +201,15 @@ class EntryCycle:
                     entered=stats["entered"],
                     durations={k: round(v, 3) for k, v in report.durations.items()},
                     total_seconds=round(sum(report.durations.values()), 3),
+                )
+                self.events.cycle_finished(
+                    CycleFinished(
+                        started_at=now,
+                        seconds=sum(report.durations.values()),
+                        status=report.status,
+                        decisions=cycle_decisions(report.decisions),
+                        entered=sum(1 for d in report.decisions if d.action is Action.ENTER),
+                    )
                 )
         self.last_report = report
         return report

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from types import FrameType
 from typing import Any
 
@@ -33,19 +34,26 @@ from kronos_bot.gates.forecast_cache import ForecastCache
 from kronos_bot.logs import get_logger
 from kronos_bot.market.bars import AlpacaMarketData
 from kronos_bot.market.news import FearGreedProvider, build_news_feed
+from kronos_bot.notify.listener import Notifications, notifications_from_settings
 from kronos_bot.systemd import Notifier
 from kronos_bot.trader.cycle import CycleReport, EntryCycle, report_broker_down
+from kronos_bot.trader.events import EventHub, TraderStarted, summarize_day
 from kronos_bot.trader.execution import Executor
 from kronos_bot.trader.exit_monitor import ExitMonitor
 from kronos_bot.trader.forecast_source import ForecasterHandle
 from kronos_bot.trader.health import DegradedTracker
 from kronos_bot.trader.journal import Journal
+from kronos_bot.trader.metrics import TraderMetrics
+from kronos_bot.trader.metrics_server import MetricsServer
 from kronos_bot.trader.prices import PriceBook
 from kronos_bot.trader.reconcile import Reconciler
+from kronos_bot.trader.runtime_state import RuntimeRecorder
 from kronos_bot.trader.skill_keeper import SkillKeeper
 
 log = get_logger("kronos_bot.trader.daemon")
 Clock = Callable[[], datetime]
+# Seconds the queued notifications (the stop message above all) may take to go out at shutdown.
+NOTIFY_CLOSE_SECONDS = 5.0
 # APScheduler's own warning for a run skipped because the previous one still runs; we log `job.skipped`.
 _APSCHEDULER_SKIP_PREFIX = 'Execution of job "%s" skipped: maximum number of running instances'
 
@@ -76,8 +84,14 @@ class TraderParts:
     forecaster: ForecasterHandle
     health: DegradedTracker
     cycle: EntryCycle
+    events: EventHub
+    metrics: TraderMetrics | None = None
+    notifications: Notifications | None = None
 
     def close(self) -> None:
+        if self.notifications is not None:
+            # What is queued (the stop message above all) gets a bounded chance to go out.
+            self.notifications.close(NOTIFY_CLOSE_SECONDS)
         self.forecaster.close()
         self.journal.close()
 
@@ -101,14 +115,16 @@ def build_trader_parts(
     market: Any = None,
 ) -> TraderParts:
     """Open the journal and build every part; raises (before anything trades) on a refused broker."""
-    health = DegradedTracker(clock)
+    events = EventHub()
+    health = DegradedTracker(clock, events=events)
     journal = Journal.from_settings(settings)
     try:
+        events.add(RuntimeRecorder(journal, clock))
         market = market or AlpacaMarketData(settings, health=health)
         prices = PriceBook(market, health=health, clock=clock, max_jump_percent=settings.exits.max_price_jump_percent)
         broker = make_broker(settings, journal, prices.price, clock=clock, health=health)
         prices.broker = broker
-        executor = Executor(broker, journal, settings, clock=clock)
+        executor = Executor(broker, journal, settings, clock=clock, events=events)
         reconciler = Reconciler(broker, journal, executor, settings, price_source=prices.price, clock=clock)
         exit_monitor = ExitMonitor(broker, journal, executor, settings, prices.price, clock=clock, health=health)
         forecaster = ForecasterHandle(
@@ -121,6 +137,7 @@ def build_trader_parts(
             if settings.gates.sentiment.fear_greed.enabled
             else None
         )
+        skill = SkillKeeper(journal, settings)
         cycle = EntryCycle(
             settings,
             journal=journal,
@@ -134,8 +151,18 @@ def build_trader_parts(
             forecast_cache=ForecastCache(),
             clock=clock,
             price_book=prices,
-            skill=SkillKeeper(journal, settings),
+            skill=skill,
+            events=events,
         )
+        metrics = None
+        if settings.metrics.enabled:
+            metrics = TraderMetrics(
+                journal, price_of=_cached_price(prices), skill_summary=lambda: skill.guard_summary, clock=clock
+            )
+            events.add(metrics)
+        notifications = notifications_from_settings(settings)
+        if notifications is not None:
+            events.add(notifications)
     except BaseException:
         journal.close()
         raise
@@ -148,15 +175,46 @@ def build_trader_parts(
         journal=settings.journal.path,
         config_fingerprint=settings.fingerprint(),
     )
-    return TraderParts(settings, journal, broker, executor, reconciler, exit_monitor, prices, forecaster, health, cycle)
+    return TraderParts(
+        settings,
+        journal,
+        broker,
+        executor,
+        reconciler,
+        exit_monitor,
+        prices,
+        forecaster,
+        health,
+        cycle,
+        events,
+        metrics,
+        notifications,
+    )
+
+
+def _cached_price(prices: PriceBook) -> Callable[[str], Decimal | None]:
+    def price_of(symbol: str) -> Decimal | None:
+        cached = prices.cached(symbol)
+        return cached[0] if cached is not None else None
+
+    return price_of
+
+
+def trading_mode(settings: Settings) -> str:
+    """dry-run (simulated broker), paper (Alpaca paper) or live (real money)."""
+    if settings.effective_broker() == "sim":
+        return "dry-run"
+    return "live" if settings.broker.live else "paper"
 
 
 def run_exit_check(parts: TraderParts, now: datetime | None = None) -> int:
     """One exit-monitor tick: refresh prices for open positions (best source), then trail; returns exits."""
+    started = time.perf_counter()
     open_symbols = sorted({p.symbol for p in parts.journal.open_positions()})
     if open_symbols:
         parts.prices.refresh(open_symbols)
     closed = parts.exit_monitor.run_once(now)
+    parts.events.exit_tick(time.perf_counter() - started, len(closed))
     return len(closed)
 
 
@@ -182,6 +240,8 @@ class TraderDaemon:
         self._running = 0
         self._running_lock = threading.Condition()
         self._stopping = threading.Event()
+        self._stop_reason = "shutdown"
+        self.metrics_server: MetricsServer | None = None
 
     def _install_skip_reporting(self) -> None:
         from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
@@ -225,6 +285,24 @@ class TraderDaemon:
     def exit_job(self) -> None:
         run_exit_check(self.parts)
 
+    def daily_summary_job(self) -> None:
+        """The last 24 hours for the daily notification: realized P&L, trades, open positions, skill."""
+        from kronos_bot.skill.summary import overall_line
+
+        parts = self.parts
+        now = parts.cycle.clock()
+        account = parts.journal.runtime_state().get("account", {})
+        summary = parts.cycle.skill.guard_summary if parts.cycle.skill is not None else None
+        parts.events.daily_summary(
+            summarize_day(
+                now,
+                parts.journal.closed_positions(since=now - timedelta(days=1)),
+                parts.journal.open_positions(),
+                equity=Decimal(account["equity"]) if account.get("equity") else None,
+                skill_line=overall_line(summary) if summary and summary.get("n") else None,
+            )
+        )
+
     def watchdog_job(self) -> None:
         if self.scheduler.running and not self._stopping.is_set():
             self.notifier.watchdog()
@@ -254,6 +332,15 @@ class TraderDaemon:
             next_run_time=datetime.now(UTC) + timedelta(seconds=1),
             **self.job_options,
         )
+        notify = self.settings.notify
+        if self.parts.notifications is not None and notify.events.daily_summary:
+            self.scheduler.add_job(
+                self._guarded("daily_summary", self.daily_summary_job),
+                CronTrigger(hour=notify.daily_summary_hour_utc, minute=0, second=30, timezone=UTC),
+                id="daily_summary",
+                name="daily summary",
+                **self.job_options,
+            )
         watchdog = self.notifier.watchdog_seconds
         if watchdog:
             self.scheduler.add_job(
@@ -311,6 +398,7 @@ class TraderDaemon:
             if self._stopping.is_set():
                 return
             log.info("trader.stopping", signal=signal.Signals(signum).name)
+            self._stop_reason = signal.Signals(signum).name
             self._stopping.set()
             self.notifier.stopping()
             # Wakes the blocking main loop; running jobs go on in their threads (bounded below).
@@ -330,12 +418,44 @@ class TraderDaemon:
                 self._running_lock.wait(left)
         return True
 
+    def _start_metrics(self) -> None:
+        metrics = self.parts.metrics
+        if metrics is None:
+            return
+        cfg = self.settings.metrics
+        token = self.settings.metrics_token.get_secret_value() if self.settings.metrics_token else None
+        self.metrics_server = MetricsServer(metrics.registry, cfg.host, cfg.port, token)
+        self.metrics_server.start()
+
+    def _announce_start(self) -> None:
+        self.parts.events.trader_started(
+            TraderStarted(
+                mode=trading_mode(self.settings),
+                broker=self.settings.effective_broker(),
+                symbols=tuple(self.settings.symbols),
+                open_positions=len(self.parts.journal.open_positions()),
+                degraded=tuple(d.name for d in self.parts.health.active()),
+            )
+        )
+
+    def _close(self) -> None:
+        """Say we stopped (runtime state, notification), stop serving metrics, close the parts."""
+        try:
+            self.parts.events.trader_stopped(self._stop_reason, len(self.parts.journal.open_positions()))
+        except Exception:
+            log.exception("trader.stop_report_failed")
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+        self.parts.close()
+
     def run(self) -> int:
         self.install_signal_handlers()
+        self._start_metrics()
         self.startup()
         if self._stopping.is_set():
-            self.parts.close()
+            self._close()
             return 0
+        self._announce_start()
         self.schedule()
         self.notifier.ready("trading" if not self.parts.health.active() else "trading (degraded)")
         log.info(
@@ -358,6 +478,6 @@ class TraderDaemon:
             )
             self.parts.journal.close()
             os._exit(1)
-        self.parts.close()
+        self._close()
         log.info("trader.stopped")
         return 0

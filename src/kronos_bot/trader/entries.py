@@ -74,9 +74,11 @@ class Entries(DeskUser):
         open_symbols = {p.symbol for p in self.journal.open_positions()}
         open_symbols |= {o.symbol for o in self.journal.pending_orders() if o.purpose == "entry"}
         open_symbols |= {o.symbol for o in self.journal.filled_entries_without_position()}
+        account = self.broker.get_account()
+        self.desk.events.account_seen(account, now)
         return RiskState(
             open_symbols=frozenset(open_symbols),
-            account=self.broker.get_account(),
+            account=account,
             last_exit_at=self.journal.last_exit_times(),
             daily_realized_pnl=self.journal.realized_pnl_for_day(now),
         )
@@ -246,6 +248,7 @@ class Entries(DeskUser):
             stop=position.stop_price,
             client_order_id=record.client_order_id,
         )
+        self.desk.events.position_opened(position)
         return self.backstops.sync(position)
 
     def _tier_of(self, record: OrderRecord) -> str | None:

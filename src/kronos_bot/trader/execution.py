@@ -24,6 +24,7 @@ from kronos_bot.trader.backstops import Backstops
 from kronos_bot.trader.closing import Closer
 from kronos_bot.trader.engine import RiskState
 from kronos_bot.trader.entries import Entries, EntryOutcome
+from kronos_bot.trader.events import NO_EVENTS, TraderEvents
 from kronos_bot.trader.exits import Exits
 from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.orders import FILL_POLL_SECONDS, OrderDesk
@@ -50,6 +51,7 @@ class Executor:
         sleep: Callable[[float], None] = time.sleep,
         fill_timeout_seconds: float | None = None,
         fill_poll_seconds: float = FILL_POLL_SECONDS,
+        events: TraderEvents = NO_EVENTS,
     ) -> None:
         self.broker = broker
         self.journal = journal
@@ -68,6 +70,7 @@ class Executor:
                 settings.broker.fill_timeout_seconds if fill_timeout_seconds is None else fill_timeout_seconds
             ),
             fill_poll_seconds=fill_poll_seconds,
+            events=events,
         )
         self.backstops = Backstops(self.desk, settings)
         self.closer = Closer(self.desk, self.backstops, settings, self.lock)

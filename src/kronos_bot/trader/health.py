@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kronos_bot.logs import get_logger
+from kronos_bot.trader.events import NO_EVENTS, DegradedChange, TraderEvents
 
 log = get_logger("kronos_bot.trader.health")
 
@@ -31,8 +32,11 @@ class Degradation:
 class DegradedTracker:
     """Thread-safe set of active degradations; `set`/`clear` log only on a change of state."""
 
-    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self, clock: Callable[[], datetime] = lambda: datetime.now(UTC), events: TraderEvents = NO_EVENTS
+    ) -> None:
         self._clock = clock
+        self.events = events
         self._active: dict[str, Degradation] = {}
         self._suppressed: dict[str, Counter[str]] = {}
         self._lock = threading.Lock()
@@ -42,9 +46,11 @@ class DegradedTracker:
         with self._lock:
             if name in self._active:
                 return False
-            self._active[name] = Degradation(name, self._clock(), reason)
+            started = Degradation(name, self._clock(), reason)
+            self._active[name] = started
             self._suppressed[name] = Counter()
         log.warning("degraded.start", component=name, reason=reason, **details)
+        self.events.degraded(DegradedChange(name, True, reason, started.since, started.since))
         return True
 
     def clear(self, name: str, **details: Any) -> bool:
@@ -54,10 +60,12 @@ class DegradedTracker:
             suppressed = self._suppressed.pop(name, Counter())
         if gone is None:
             return False
-        duration = (self._clock() - gone.since).total_seconds()
+        now = self._clock()
+        duration = (now - gone.since).total_seconds()
         if suppressed:
             details = {**details, "suppressed": dict(sorted(suppressed.items()))}
         log.info("degraded.end", component=name, duration_seconds=round(duration, 1), reason=gone.reason, **details)
+        self.events.degraded(DegradedChange(name, False, gone.reason, gone.since, now, round(duration, 1)))
         return True
 
     def repeat(self, components: str | Iterable[str] | None, event: str) -> bool:

@@ -176,6 +176,28 @@ class Journal:
             (encode_time(ended_at), duration, status, _json(dict(stats or {})), cycle_id),
         )
 
+    def set_runtime_state(self, key: str, value: Mapping[str, Any], now: datetime | None = None) -> None:
+        """Replace one runtime_state value (see journal_schema, version 5)."""
+        self._exec(
+            "INSERT INTO runtime_state (key, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            (key, _json(dict(value)), encode_time(now or utcnow())),
+        )
+
+    def runtime_state(self) -> dict[str, dict[str, Any]]:
+        """Every runtime_state value, each with its `updated_at`."""
+        return {
+            r["key"]: {**json.loads(r["value"]), "updated_at": r["updated_at"]}
+            for r in self._query("SELECT key, value, updated_at FROM runtime_state")
+        }
+
+    def cycle_actions(self, cycle_id: int) -> dict[str, int]:
+        """Decisions of one cycle by action (ENTER / SKIP)."""
+        rows = self._query(
+            "SELECT action, COUNT(*) AS n FROM decisions WHERE cycle_id = ? GROUP BY action", (cycle_id,)
+        )
+        return {r["action"]: int(r["n"]) for r in rows}
+
     def recent_cycles(self, limit: int = 20, kind: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM cycles" + (" WHERE kind = ?" if kind else "") + " ORDER BY id DESC LIMIT ?"
         params: tuple[Any, ...] = (kind, limit) if kind else (limit,)
@@ -603,6 +625,11 @@ class Journal:
                FROM symbols WHERE symbol IS NOT NULL"""
         )
         return {r["symbol"]: decode_time(r["t"]) for r in rows if r["t"]}  # type: ignore[misc]
+
+    def realized_totals(self) -> tuple[int, Decimal]:
+        """(closed positions, their summed realized P&L): the all-time numbers without loading records."""
+        rows = self._query("SELECT pnl FROM positions WHERE status = 'closed'")
+        return len(rows), sum((Decimal(r["pnl"]) for r in rows if r["pnl"] is not None), Decimal(0))
 
     def realized_pnl_for_day(self, day: date | datetime) -> Decimal:
         """Sum of realized P&L of positions closed within that UTC day (the daily loss limit)."""

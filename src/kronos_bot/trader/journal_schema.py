@@ -205,5 +205,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX shadow_outcomes_status ON shadow_outcomes(status, entry_bar)",
         ],
     ),
+    (
+        # What the running trader last said about itself (#14), for `kronos-bot status` in another
+        # process: its lifecycle, the degraded parts, the last account reading. One JSON value per key.
+        5,
+        [
+            """CREATE TABLE runtime_state (
+                key TEXT PRIMARY KEY,
+                value TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+        ],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

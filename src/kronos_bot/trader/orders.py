@@ -28,6 +28,7 @@ from kronos_bot.broker.base import (
 )
 from kronos_bot.config import Settings
 from kronos_bot.logs import get_logger
+from kronos_bot.trader.events import NO_EVENTS, TraderEvents
 from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.records import ORDER_SKIPPED, ORDER_UNKNOWN
 
@@ -74,8 +75,10 @@ class OrderDesk:
         sleep: Callable[[float], None] = time.sleep,
         fill_timeout_seconds: float = 10.0,
         fill_poll_seconds: float = FILL_POLL_SECONDS,
+        events: TraderEvents = NO_EVENTS,
     ) -> None:
         self.broker = broker
+        self.events = events
         self.journal = journal
         self.clock = clock
         self.sleep = sleep

@@ -74,6 +74,12 @@ class PriceBook:
         fresh = self._screened(incoming, now)
         return {symbol: value[0] for symbol, value in fresh.items()}
 
+    def cached(self, symbol: str) -> tuple[Decimal, datetime] | None:
+        """The last accepted price and when it was seen, without asking anyone (metrics, status)."""
+        with self._lock:
+            entry = self._prices.get(symbol)
+        return (entry[0], entry[1]) if entry is not None else None
+
     def note_bars(self, last_bars: Mapping[str, tuple[Decimal, Decimal]]) -> None:
         """The entry cycle's last closed bar per symbol, (low, high): the second reference of the jump check."""
         with self._lock:

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kronos-bot-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint check bench clean
+.PHONY: setup run test lint check bench demo clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
@@ -32,6 +32,19 @@ check: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench_forecast.py --samples 1
 	$(PY) scripts/bench_forecast.py --samples 32
+
+## a backtest of the shipped sample bars with the tiny TEST model (random weights): a report in about a minute
+DEMO_OUT ?= var/demo
+demo: $(STAMP)
+	@echo "demo: backtest of tests/fixtures/bars (BTC ETH SOL DOGE, 2024-12-17 .. 2024-12-31, 360 h) with the tiny test model."
+	@echo "      Its weights are RANDOM: the trades and numbers below mean nothing about Kronos."
+	$(VENV)/bin/kronos-bot backtest --data tests/fixtures/bars --symbols BTC ETH SOL DOGE --from 2024-12-17 \
+		--model tests/fixtures/kronos_tiny/model --tokenizer tests/fixtures/kronos_tiny/tokenizer --no-verify \
+		--samples 16 --threads 2 --out $(DEMO_OUT) --cache-dir $(DEMO_OUT)/cache
+	@echo ""
+	@echo "demo report: $(abspath $(DEMO_OUT))/report.html (open it in a browser)"
+	@echo "Reminder: the tiny test model has random weights; these numbers say nothing about Kronos."
+	@echo "For real numbers: kronos-bot download-model, then kronos-bot backtest (README, Backtest and forecast evaluation)."
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,39 +1,50 @@
 #!/usr/bin/env python3
-"""Turn the trader's JSON log into a readable decision table.
+"""Old name of `kronos-bot logs` (the trader's JSON log as a decision table), kept for existing notes.
 
-journalctl -u kronos-trader -o cat -f | scripts/decision_table.py
-journalctl -u kronos-trader -o cat --since today | scripts/decision_table.py --decisions-only
+    journalctl -u kronos-trader -o cat -f | kronos-bot logs --follow
+
+The same arguments and code as the command, without a config file. Run by a python that has no
+kronos_bot (the system one), it re-runs itself with the python of the checkout's `.venv` or of an
+install's `venv` beside `src/` (scripts/install.sh).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import TextIO
+from pathlib import Path
 
-from kronos_bot.trader.decision_table import parse_log_lines, render_events
+CHECKOUT = Path(__file__).resolve().parent.parent
+VENV_PYTHONS = (CHECKOUT / ".venv" / "bin" / "python", CHECKOUT.parent / "venv" / "bin" / "python")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", nargs="?", help="log file (default: standard input)")
-    parser.add_argument("--decisions-only", action="store_true", help="hide order/position/cycle lines")
-    parser.add_argument("--symbol", help="only this symbol, e.g. BTC/USD")
-    args = parser.parse_args()
-    if args.file:
-        with open(args.file, encoding="utf-8") as stream:
-            return print_table(stream, args)
-    return print_table(sys.stdin, args)
-
-
-def print_table(stream: TextIO, args: argparse.Namespace) -> int:
-    events = (e for e in parse_log_lines(stream) if not args.symbol or e.get("symbol") in (None, args.symbol))
     try:
-        for line in render_events(events, include_notable=not args.decisions_only):
-            print(line, flush=True)
-    except (BrokenPipeError, KeyboardInterrupt):
+        from kronos_bot.commands import logs
+    except ModuleNotFoundError:
+        for python in VENV_PYTHONS:
+            if python.is_file():
+                os.execv(python, [str(python), __file__, *sys.argv[1:]])
+        print("decision_table.py: no kronos_bot here; run `kronos-bot logs` of the bot's venv", file=sys.stderr)
+        return 1
+    from kronos_bot.commands.failures import EXIT_USAGE, InputError
+
+    parser = argparse.ArgumentParser(
+        prog="decision_table.py",
+        description=logs.HELP,
+        epilog=logs.EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    logs.add_arguments(parser)
+    try:
+        return logs.show_log(parser.parse_args())
+    except InputError as exc:
+        print(f"decision_table.py: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `... | decision_table.py | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    return 0
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ systemctl daemon-reload
 systemctl enable kronos-forecaster.service kronos-trader.service
 if [[ "$START" == 1 ]]; then
     systemctl restart kronos-forecaster.service kronos-trader.service
-    say "started; follow decisions with: journalctl -u kronos-trader -f -o cat | $PREFIX/venv/bin/python $PREFIX/src/scripts/decision_table.py"
+    say "started; follow decisions with: journalctl -u kronos-trader -f -o cat | $PREFIX/venv/bin/kronos-bot logs --follow"
 else
     say "enabled. Start with: systemctl start kronos-forecaster kronos-trader"
 fi

@@ -12,9 +12,10 @@ import pytest
 
 from kronos_bot.backtest.data import BarStore, fetch_alpaca_history, frame_digest, input_digest, load_csv_dir
 from kronos_bot.backtest.news_archive import ArchiveNewsProvider, load_news_archive
-from kronos_bot.backtest.options import backtest_settings, normalize_symbol
+from kronos_bot.backtest.options import backtest_settings
 from kronos_bot.backtest.period import Period, parse_time
 from kronos_bot.config import Settings
+from kronos_bot.domain import parse_symbol
 from kronos_bot.gates.forecast_cache import series_input
 from kronos_bot.market.bars import load_bars_csv
 from tests.backtest_support import FIXTURE_BARS, fixture_store
@@ -81,7 +82,7 @@ def test_backtest_settings_apply_overrides_and_force_the_sim_broker() -> None:
     assert base.gates.kronos.samples == 32 and base.broker.kind == "alpaca"  # the original is untouched (default 32)
     with pytest.raises(ValueError):
         backtest_settings(base, samples=0)
-    assert normalize_symbol("doge") == "DOGE/USD"
+    assert parse_symbol("doge") == "DOGE/USD"
 
 
 def test_alpaca_history_is_fetched_once_then_served_from_the_csv_cache(fake_alpaca, tmp_path: Path) -> None:

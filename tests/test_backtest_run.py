@@ -101,9 +101,11 @@ def test_report_files_exist_and_parse(tmp_path: Path) -> None:
             reader = csv.DictReader(fh)
             rows = list(reader)
         assert tuple(reader.fieldnames or ()) == columns and len(rows) == count
-    assert (out / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for chart in ("equity.png", "prices.png"):
+        assert (out / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (out / "report.html").read_text()
-    assert "data:image/png;base64," in page and "NO_DATA" in page and "<script" not in page
+    assert page.count("data:image/png;base64,") == 2 and "NO_DATA" in page and "<script" not in page
+    assert "Realized P&amp;L per symbol" in page and f"Trades ({len(run.positions)})" in page
 
 
 def test_backtest_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

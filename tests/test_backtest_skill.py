@@ -101,6 +101,6 @@ def test_a_model_that_cannot_be_loaded_is_a_clear_error(
     args = ["--config", str(SHIPPED_CONFIG), command, "--data", str(FIXTURE_BARS), "--from", "2024-12-20"]
     args += ["--to", "2024-12-21", "--symbols", "BTC", "--model", str(tmp_path), "--tokenizer", str(TINY_TOKENIZER)]
     args += ["--no-verify", "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
-    assert cli.main(args) == 2
+    assert cli.main(args) == 3  # no model (kronos_bot.commands.failures.EXIT_MODEL)
     err = capsys.readouterr().err
     assert f"kronos-bot {command}: " in err and "config.json" in err and "Traceback" not in err

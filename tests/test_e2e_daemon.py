@@ -165,7 +165,9 @@ def test_forecaster_and_trader_as_real_processes(tmp_path: Path, fake_alpaca: An
         assert any(e.get("event") == "trader.stopped" for e in trader.events())
         with Journal(str(tmp_path / "journal.sqlite")) as journal:
             (before,) = journal.open_positions()
-        trader = start("trader2", "run")
+        # A cooldown for this run: after part C's exit, a cycle with the bar's cached UP forecast would
+        # otherwise buy again before the test stops it (correct with cooldown 0, but not what C checks).
+        trader = start("trader2", "run", extra_env={"KRONOS_BOT__RISK__COOLDOWN_MINUTES": "60"})
         trader.wait_for(
             lambda ev: any(e.get("event") == "startup.reconciled" and e.get("open_positions") == 1 for e in ev),
             30,
@@ -202,7 +204,7 @@ def test_forecaster_and_trader_as_real_processes(tmp_path: Path, fake_alpaca: An
             e for e in trader.events() if e.get("event") == "degraded.start" and e.get("component") == "forecaster"
         ]
         assert len(starts) == 1
-        assert len(buys()) == 1
+        assert len(buys()) == 1, [(o.client_order_id, o.created_at) for o in buys()]
 
         # ---- E: the forecaster returns -> recovery, a new entry
         forecaster = start("forecaster2", "forecaster")

@@ -126,6 +126,13 @@ def test_a_perfect_forecaster_scores_hit_rate_one_and_brier_zero(tmp_path: Path)
     assert 0 < summary["scores"]["all"][DRIFT]["hit_rate"] < 1
     assert set(summary["scores"]) >= {"all", "BTC/USD", "ETH/USD"}
     assert (tmp_path / "calibration.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "pit.png").read_bytes()[:4] == b"\x89PNG"
+    page = (tmp_path / "report.html").read_text()
+    for label in ("hit rate (higher is better)", "Brier (lower is better)", "MAE % (lower is better)"):
+        assert label in page  # every score says which way is better
+    assert "CRPS % (lower is better)" in page and "BSS (higher is better, &gt; 0 beats no-change)" in page
+    assert page.count("data:image/png;base64,") == 2 and "<script" not in page  # reliability and PIT, inline
+    assert "<td>100.0 %</td>" in page  # the perfect forecaster's hit rate, as in the table on stdout
     assert json.loads((tmp_path / "summary.json").read_text())["origins"] == len(run.outcomes)
     lines = table_lines(summary)
     assert lines[2].split()[:4] == ["all", "kronos", str(len(run.outcomes)), "100.0"]

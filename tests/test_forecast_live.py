@@ -60,5 +60,5 @@ def test_forecast_of_a_symbol_without_usable_bars_says_why(tmp_path: Path, fake_
     fake_alpaca.market.add_hourly_bars("SOL/USD", end=stale, count=80)
     config = write_settings(tmp_path, fake_alpaca.base_url)
     result = run(config, "SOL/USD", "--json")
-    assert result.returncode == 2
+    assert result.returncode == 4  # market data unavailable (kronos_bot.commands.failures.EXIT_MARKET_DATA)
     assert "no usable bars for SOL/USD" in result.stderr

@@ -46,14 +46,14 @@ def test_decisions_prints_the_journal_as_a_table(tmp_path: Path, fake_alpaca) ->
     config = populate_journal(tmp_path, fake_alpaca)
     result = cli("decisions", "--config", str(config), "--since", "2024-12-01")
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    assert lines[0].split()[:3] == ["time", "symbol", "action"]
-    rows = lines[1:]
+    legend, columns, *rows = result.stdout.strip().splitlines()
+    assert legend.startswith("markers:") and "SKIP rows have no tier" in legend
+    assert columns.split()[:3] == ["time", "symbol", "action"]
     assert sorted(row.split()[2] for row in rows) == sorted(SYMBOLS)
     btc = next(row for row in rows if "BTC/USD" in row)
     assert "ENTER" in btc and "kronos_only" in btc and "60.00" in btc
     only_eth = cli("decisions", "--config", str(config), "--since", "2024-12-01", "--symbol", "ETH/USD")
-    assert [r.split()[2] for r in only_eth.stdout.strip().splitlines()[1:]] == ["ETH/USD"]
+    assert [r.split()[2] for r in only_eth.stdout.strip().splitlines()[2:]] == ["ETH/USD"]
 
 
 def test_status_shows_the_open_position_with_hwm_and_stop(tmp_path: Path, fake_alpaca) -> None:
@@ -136,13 +136,13 @@ def test_decision_table_script_reads_journalctl_output(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout.splitlines()
-    assert out[0].startswith("time")
+    assert out[0].startswith("markers:") and out[1].startswith("time")
     decision_row = next(line for line in out if "BTC/USD" in line and "ENTER" in line)
     assert "UP*" in decision_row and "+1.60%" in decision_row and "55.2" in decision_row
     assert any("position.opened" in line for line in out)
     with open(log) as stream:
         rendered = list(render_events(parse_log_lines(stream), include_notable=False))
-    assert len(rendered) == 2  # header + the one decision
+    assert len(rendered) == 3  # legend, header and the one decision
 
 
 def test_cli_yaml_of_the_e2e_style_config_is_valid(tmp_path: Path) -> None:

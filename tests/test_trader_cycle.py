@@ -267,7 +267,7 @@ def test_daemon_schedule_uses_utc_cron_with_offset_and_safe_job_defaults(tmp_pat
         )
         daemon.schedule()
         jobs = {job.id: job for job in daemon.scheduler.get_jobs()}
-        assert set(jobs) == {"entry", "exit", "watchdog"}
+        assert set(jobs) == {"entry", "exit", "watchdog", "heartbeat"}
         entry = jobs["entry"]
         fields = {f.name: str(f) for f in entry.trigger.fields}
         assert fields["minute"] == "0,15,30,45" and fields["second"] == "30"
@@ -276,6 +276,7 @@ def test_daemon_schedule_uses_utc_cron_with_offset_and_safe_job_defaults(tmp_pat
         assert entry.misfire_grace_time == parts.settings.schedule.misfire_grace_seconds
         assert jobs["exit"].trigger.interval.total_seconds() == 60
         assert jobs["watchdog"].trigger.interval.total_seconds() == 10
+        assert jobs["heartbeat"].trigger.interval.total_seconds() == 15 * 60
     finally:
         parts.close()
 

@@ -3,7 +3,9 @@
 Sub-commands are listed in exactly one place (below) and imported lazily by name, so `kronos-bot --help`
 and the trader's commands never import torch; only commands that need the model import it, inside main.
 Configuration is loaded and validated before any command runs: a bad config prints the file, key and
-reason and exits 2 with nothing started.
+reason and exits 2 with nothing started. The known failures of every command (no model, no market data,
+broker or journal unusable, bad input) end here as one line on stderr and a documented exit code
+(`kronos_bot.commands.failures`); a traceback only with --log-level DEBUG.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from types import ModuleType
 
 from kronos_bot import __version__
+from kronos_bot.commands.failures import EXIT_OK, EXIT_USAGE, describe_failure
 
 # name -> module; the order is the order shown in --help.
 COMMAND_MODULES: dict[str, str] = {
@@ -23,6 +27,7 @@ COMMAND_MODULES: dict[str, str] = {
     "once": "kronos_bot.commands.once",
     "status": "kronos_bot.commands.status",
     "decisions": "kronos_bot.commands.decisions",
+    "logs": "kronos_bot.commands.logs",
     "profit": "kronos_bot.commands.profit",
     "skill": "kronos_bot.commands.skill",
     "forecaster": "kronos_bot.commands.forecaster",
@@ -34,7 +39,7 @@ COMMAND_MODULES: dict[str, str] = {
     "notify-test": "kronos_bot.commands.notify_test",
 }
 
-EXIT_CONFIG_ERROR = 2
+EXIT_CONFIG_ERROR = EXIT_USAGE
 
 
 def _command_modules() -> dict[str, ModuleType]:
@@ -74,7 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(parser, suppress_defaults=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in _command_modules().items():
-        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        # Every command's --help ends with a one-line example (its module's EXAMPLE), kept on one line.
+        sub = subparsers.add_parser(
+            name,
+            help=module.HELP,
+            description=module.HELP,
+            epilog=getattr(module, "EXAMPLE", None),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         add_common_options(sub)
         module.add_arguments(sub)
         sub.set_defaults(_module=module)
@@ -84,33 +96,48 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = str(args.command)
 
-    from kronos_bot.config import SECRET_FIELDS, ConfigError, load_settings
+    from kronos_bot.config import SECRET_FIELDS, ConfigError, Settings, load_settings
     from kronos_bot.logs import configure_logging, register_secrets
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"kronos-bot: {exc}", file=sys.stderr)
-        print("kronos-bot: refusing to start; fix the configuration and try again.", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
-
-    # Every secret value is masked wherever it appears in a log line; each notify URL on its own too.
-    register_secrets([*(getattr(settings, name) for name in SECRET_FIELDS), *settings.notify_url_list()])
+    settings: Settings | None = None
+    if getattr(args._module, "NEEDS_CONFIG", True):
+        try:
+            settings = load_settings(args.config)
+        except ConfigError as exc:
+            return report_failure(exc, command, debug=args.log_level == "DEBUG")
+        # Every secret value is masked wherever it appears in a log line; each notify URL on its own too.
+        register_secrets([*(getattr(settings, name) for name in SECRET_FIELDS), *settings.notify_url_list()])
+    level = args.log_level or (settings.logging.level if settings else "INFO")
     configure_logging(
-        level=args.log_level or settings.logging.level,
-        fmt=args.log_format or settings.logging.format,
+        level=level,
+        fmt=args.log_format or (settings.logging.format if settings else "auto"),
         stream=sys.stderr if getattr(args._module, "LOGS_TO_STDERR", False) else sys.stdout,
     )
     try:
-        return int(args._module.main(args, settings) or 0)
-    except KeyboardInterrupt:
-        return 130
+        return int(args._module.main(args, settings) or EXIT_OK)
     except BrokenPipeError:
         # `kronos-bot skill | head`: the reader is gone, which is not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return EXIT_OK
+    except (Exception, KeyboardInterrupt) as exc:
+        return report_failure(exc, command, debug=level == "DEBUG")
+
+
+def report_failure(exc: BaseException, command: str, *, debug: bool) -> int:
+    """Print a known failure as one message on stderr (after its traceback with DEBUG) and return its code.
+
+    An exception that is not a known failure is a bug: it is re-raised, traceback and all.
+    """
+    failure = describe_failure(exc, command)
+    if failure is None:
+        raise exc
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(failure.message, file=sys.stderr, flush=True)
+    return failure.code
 
 
 if __name__ == "__main__":

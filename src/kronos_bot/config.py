@@ -92,6 +92,9 @@ class ScheduleSettings(Section):
     misfire_grace_seconds: int = Field(120, ge=1)
     # On SIGTERM, how long (seconds) a running job may take to finish before the daemon exits anyway.
     shutdown_timeout_seconds: float = Field(30.0, gt=0)
+    # One entry cycle right after start (unless a scheduled one is due within a minute anyway), so the
+    # first decisions appear at once instead of up to 15 minutes later.
+    run_on_start: bool = True
 
     @field_validator("entry_minutes")
     @classmethod
@@ -460,6 +463,8 @@ class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # json: one JSON object per line (journald); console: readable; auto: console on a TTY, else json.
     format: Literal["auto", "json", "console"] = "auto"
+    # Minutes between `heartbeat` events (open positions, degraded parts, next cycle); 0 = none.
+    heartbeat_minutes: int = Field(15, ge=0, le=1440)
 
 
 class Settings(BaseSettings):

@@ -6,10 +6,46 @@ a gate takes bars or a forecast and returns one of these; the engine takes these
 
 from __future__ import annotations
 
+import argparse
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+
+# What the bot trades: crypto against the US dollar, written `BASE/USD` in config, journal and logs.
+QUOTE = "USD"
+_BASE = re.compile(r"[A-Z0-9]{1,15}")
+SYMBOL_FORMS = "BTC, btc/usd, BTC/USD, BTC-USD or BTCUSD"
+
+
+def parse_symbol(text: str) -> str:
+    """A symbol as a user types it -> `BASE/USD`: `btc`, `BTC/usd`, `BTC-USD`, `BTCUSD` all give `BTC/USD`.
+
+    Why one parser: the journal, the config and the logs spell symbols `BASE/USD`, and a filter that
+    compares a differently typed symbol with them finds nothing without saying so. Raises ValueError
+    for anything else (another quote currency, stray characters).
+    """
+    raw = text.strip().upper().replace("-", "/")
+    if "/" in raw:
+        base, _, quote = raw.partition("/")
+    elif raw.endswith(QUOTE) and len(raw) > len(QUOTE):
+        base, quote = raw[: -len(QUOTE)], QUOTE
+    else:
+        base, quote = raw, QUOTE
+    if quote != QUOTE:
+        raise ValueError(f"{text!r}: only {QUOTE} pairs are traded (give {SYMBOL_FORMS})")
+    if not _BASE.fullmatch(base) or base == QUOTE:
+        raise ValueError(f"{text!r} is not a symbol (give {SYMBOL_FORMS})")
+    return f"{base}/{QUOTE}"
+
+
+def symbol_argument(text: str) -> str:
+    """`parse_symbol` as an argparse `type=`: an unknown form is a usage error that shows the forms."""
+    try:
+        return parse_symbol(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class TechnicalVerdict(StrEnum):

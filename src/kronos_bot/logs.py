@@ -1,17 +1,23 @@
 """structlog set-up: one JSON object per line for journald, a readable renderer on a terminal.
 
 Every event name is stable (`decision`, `order.submitted`, `data.invalid`, ...) and every fact is a key,
-so `journalctl -o cat | jq` and `scripts/decision_table.py` can read the log without parsing prose.
+so `journalctl -o cat | jq` and `kronos-bot logs` can read the log without parsing prose. Values have
+one encoding (`plain_value`: Decimal as a plain decimal string, times in ISO UTC, enums by value).
 A redaction processor runs last before rendering so that no secret value can reach the output, whatever
 a caller passes in.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import PurePath
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -68,6 +74,70 @@ def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, A
     return event_dict
 
 
+def plain_value(value: Any) -> Any:
+    """A log value as `jq` and a reader want it; the one encoding every event goes through.
+
+    Decimal -> its plain decimal string (`"60.00"`, never `Decimal('60.00')` or an exponent), datetimes ->
+    ISO 8601 in UTC, dates -> ISO, timedeltas -> seconds, enums -> their value, paths -> str, sets ->
+    sorted lists, dataclasses -> dicts; containers are converted all the way down.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, enum.Enum):
+        return plain_value(value.value)
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain_value(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted((plain_value(v) for v in value), key=str)
+    if isinstance(value, (list, tuple)):
+        return [plain_value(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return plain_value(dataclasses.asdict(value))
+    return value
+
+
+def plain_values(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: every value through `plain_value` (exceptions and tracebacks are already text)."""
+    for key, value in event_dict.items():
+        event_dict[key] = plain_value(value)
+    return event_dict
+
+
+# The keys a reader looks for first, in this order; the rest follow as the code logged them.
+LEADING_KEYS = ("ts", "level", "event", "symbol", "action")
+
+
+def leading_keys_first(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: `ts level event symbol action` first (console and JSON alike), then the rest."""
+    ordered = {key: event_dict[key] for key in LEADING_KEYS if key in event_dict}
+    ordered.update((key, value) for key, value in event_dict.items() if key not in ordered)
+    return ordered
+
+
+def adopt_library_logger(name: str) -> None:
+    """Route a third-party library's logger through our handler only.
+
+    Some libraries (huggingface_hub) attach their own StreamHandler at import and also propagate to the
+    root logger, so each of their warnings was printed twice: once raw, once as our JSON. Dropping their
+    stream handlers leaves the one path through structlog. Call it after the library is imported.
+    """
+    logger = logging.getLogger(name)
+    for handler in list(logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            logger.removeHandler(handler)
+    logger.propagate = True
+
+
 def resolve_format(fmt: LogFormat, stream: TextIO) -> Literal["json", "console"]:
     if fmt == "auto":
         return "console" if stream.isatty() else "json"
@@ -79,7 +149,7 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto", stream: Text
     stream = stream or sys.stdout
     renderer: Any
     if resolve_format(fmt, stream) == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty(), sort_keys=False)
     else:
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
     shared: list[Any] = [
@@ -88,7 +158,9 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto", stream: Text
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
+        plain_values,
         redact_secrets,
+        leading_keys_first,
     ]
     structlog.configure(
         processors=[*shared, renderer],
@@ -105,12 +177,20 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto", stream: Text
                 structlog.stdlib.add_logger_name,
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+                plain_values,
                 redact_secrets,
+                leading_keys_first,
             ],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # `warnings.warn` of libraries (huggingface_hub, urllib3) as log events, once, in our format.
+    logging.captureWarnings(False)  # re-installed each time: a configure after a warnings context still takes
+    logging.captureWarnings(True)
+    for name in ("huggingface_hub",):
+        if name in sys.modules:
+            adopt_library_logger(name)
     root.setLevel(logging.WARNING if level == "DEBUG" else max(logging.WARNING, logging.getLevelName(level)))
 
 

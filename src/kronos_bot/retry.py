@@ -16,8 +16,10 @@ the final failure into its own error type (`RetryFailed` carries what it needs).
 
 from __future__ import annotations
 
+import re
+import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -134,6 +136,71 @@ def call(
             raise
         raise RetryFailed(failure, number) from exc
     raise AssertionError("unreachable: tenacity either returns or raises")
+
+
+_HOST_PORT = re.compile(r"host='([^']+)', port=(\d+)")
+# Words a transport failure's text carries, most specific first: (pattern, what it means).
+_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(
+            r"Name or service not known|Temporary failure in name resolution|nodename nor servname|"
+            r"NameResolutionError|getaddrinfo failed|No address associated",
+            re.I,
+        ),
+        "DNS lookup failed",
+    ),
+    (re.compile(r"Connection refused|Errno 111|ECONNREFUSED", re.I), "connection refused"),
+    (re.compile(r"Network is unreachable|No route to host|Errno 101|Errno 113", re.I), "network unreachable"),
+    (re.compile(r"No such file or directory|Errno 2\b", re.I), "no socket"),
+    (re.compile(r"CERTIFICATE_VERIFY_FAILED|SSLError|TLS", re.I), "TLS handshake failed"),
+    (
+        re.compile(
+            r"Connection reset|Errno 104|RemoteDisconnected|closed connection|"
+            r"Connection aborted|IncompleteRead|ChunkedEncoding",
+            re.I,
+        ),
+        "connection dropped",
+    ),
+    (re.compile(r"timed out|timeout", re.I), "timed out"),
+)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def describe_transport_error(exc: BaseException, what: str = "") -> str:
+    """A failed connection in words a user can act on: `DNS lookup failed for data.alpaca.markets`,
+    `connection refused by 127.0.0.1:9`, `timed out (read) ...`, rather than `ConnectionError`.
+
+    The libraries (requests/urllib3, httpx, socket) wrap the cause several layers deep; the whole chain
+    is read, the host comes from urllib3's `host='...', port=N` text when there is one.
+    """
+    texts = [f"{type(e).__name__}: {e}" for e in _chain(exc)]
+    if any(isinstance(e, socket.gaierror) for e in _chain(exc)):
+        cause = "DNS lookup failed"
+    else:
+        joined = " | ".join(texts)
+        cause = next((words for pattern, words in _CAUSES if pattern.search(joined)), type(exc).__name__)
+        if cause == "timed out":
+            names = " ".join(type(e).__name__ for e in _chain(exc))
+            kind = "connect" if "ConnectTimeout" in names else "read" if "ReadTimeout" in names else ""
+            if not kind:
+                kind = "read" if "Read timed out" in joined else "connect" if "connect timeout" in joined else ""
+            cause = f"timed out ({kind})" if kind else cause
+    host = next((m for m in (_HOST_PORT.search(t) for t in texts) if m), None)
+    where = what or (f"{host.group(1)}:{host.group(2)}" if host else "")
+    if cause == "no socket":
+        return f"no socket at {where or 'that path'} (is the service running?)"
+    if where:
+        preposition = "by" if cause == "connection refused" else "for" if cause.startswith("DNS") else "at"
+        return f"{cause} {preposition} {where}"
+    return cause
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

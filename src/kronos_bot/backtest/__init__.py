@@ -17,7 +17,11 @@ so nothing here re-implements a rule. The pieces, in the order a run uses them:
   progress.py       progress bar (tqdm) with ETA on a TTY
   metrics.py        pure performance statistics
   rows.py           the rows of decisions.csv and trades.csv
-  summary.py, report.py, charts.py   summary.json, trades.csv, decisions.csv, equity.png, report.html
+  summary.py, report.py, charts.py   summary.json, trades.csv, decisions.csv, equity.png, prices.png, report.html
+  benchmark.py      buy & hold scaled to the strategy's average exposure (the fair comparison)
+  price_panels.py   each symbol's prices and its trades' entry/exit markers (pure)
+  tables.py, backtest_tables.py   the report tables as rounded text cells (formatting.py rounds)
+  pages.py          the Jinja2 templates of templates/ (package data, autoescaped) -> HTML pages
   forecast_scores.py, evaluate.py, evaluate_report.py   forecast quality vs naive baselines (`evaluate`)
   inputs.py         what the two CLI commands share (data, model, cache arguments)
 """

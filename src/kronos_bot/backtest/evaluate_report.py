@@ -1,19 +1,22 @@
-"""Outputs of `kronos-bot evaluate`: summary.json, calibration.png and the table printed on stdout."""
+"""Outputs of `kronos-bot evaluate`: summary.json, skill.json, calibration.png, pit.png, report.html (Jinja2
+template `templates/evaluate.html.j2`) and the table printed on stdout. Every score column says which way
+is better, on the page and on the screen."""
 
 from __future__ import annotations
 
-import base64
-import html
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from kronos_bot.backtest.charts import calibration_chart
+from kronos_bot.backtest.charts import calibration_chart, pit_chart
 from kronos_bot.backtest.evaluate import EvaluateRun
 from kronos_bot.backtest.forecast_scores import CHOPPY, FORECASTERS, KRONOS, TRENDING, reliability, score_table
-from kronos_bot.backtest.report import skill_table
-from kronos_bot.skill.summary import overall_line, pit_text
+from kronos_bot.backtest.formatting import number_text, share_text
+from kronos_bot.backtest.pages import png_data_uri, render_page
+from kronos_bot.backtest.tables import HIGHER, LOWER, Table, better, pairs_table, skill_table
+from kronos_bot.skill.summary import overall_line
 
 REGIME_RULE = (
     "Kaufman efficiency ratio of the context closes |c[-1]-c[0]| / sum|c[i]-c[i-1]|; "
@@ -53,6 +56,41 @@ def _fmt(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
     return "   n/a" if value is None else f"{value * scale:6.{digits}f}"
 
 
+def group_order(scores: Mapping[str, Any]) -> list[str]:
+    """All forecasts first, then the two regimes, then the symbols (as they come)."""
+    head = [g for g in ("all", TRENDING, CHOPPY) if g in scores]
+    return head + [g for g in scores if g not in head]
+
+
+SCORE_COLUMNS = (
+    "group",
+    "forecaster",
+    "n",
+    better("hit rate", HIGHER),
+    better("Brier", LOWER),
+    better("MAE %", LOWER),
+)
+
+
+def scores_table(summary: Mapping[str, Any]) -> Table:
+    """summary.json's scores: hit rate, Brier and MAE of Kronos and the baselines per group."""
+    rows = []
+    for group in group_order(summary["scores"]):
+        for i, name in enumerate(FORECASTERS):
+            s = summary["scores"][group][name]
+            rows.append(
+                (
+                    group if i == 0 else "",
+                    name,
+                    str(s["n"]),
+                    share_text(s["hit_rate"]),
+                    number_text(s["brier"]),
+                    number_text(s["mae_pct"], "{:.3f}"),
+                )
+            )
+    return Table(SCORE_COLUMNS, rows, text_columns=frozenset({"forecaster"}))
+
+
 def table_lines(summary: dict[str, Any]) -> list[str]:
     """Hit rate / Brier / MAE per group (all, regimes, symbols) for each forecaster."""
     lines = [
@@ -61,10 +99,7 @@ def table_lines(summary: dict[str, Any]) -> list[str]:
         f"{'group':<12} {'forecaster':<10} {'n':>6} {'hit %':>6} {'brier':>6} {'mae %':>6}",
     ]
     scores = summary["scores"]
-    order = ["all", TRENDING, CHOPPY] + [g for g in scores if g not in ("all", TRENDING, CHOPPY)]
-    for group in order:
-        if group not in scores:
-            continue
+    for group in group_order(scores):
         for i, name in enumerate(FORECASTERS):
             s = scores[group][name]
             lines.append(
@@ -90,42 +125,22 @@ def write_evaluate_report(run: EvaluateRun, out_dir: str | Path) -> dict[str, An
         summary["reliability"],
         title=f"Reliability of P(up) at +{run.options.horizon} h ({summary['origins']} forecasts)",
     )
-    (out / "report.html").write_text(
-        render_evaluate_html(summary, run.skill, out / "calibration.png"), encoding="utf-8"
-    )
+    overall = run.skill.get("overall") or {}
+    pit_chart(out / "pit.png", overall.get("pit_histogram") or [0] * 10, title="PIT histogram of Kronos's forecasts")
+    (out / "report.html").write_text(render_evaluate_html(summary, run.skill, out), encoding="utf-8")
     return summary
 
 
-def render_evaluate_html(summary: dict[str, Any], skill: dict[str, Any], chart: Path) -> str:
-    """The self-contained evaluation page: skill table, reliability diagram, PIT histogram, scores."""
-    png = base64.b64encode(chart.read_bytes()).decode("ascii")
-    overall = skill.get("overall") or {}
-    pit = "\n".join(pit_text(overall.get("pit_histogram") or [0] * 10))
-    scores = html.escape("\n".join(table_lines(summary)))
-    period = f"{summary['period']['from']} &rarr; {summary['period']['to']}"
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>kronos-bot evaluate {html.escape(summary["period"]["from"])}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }}
-th {{ background: #f0f0f0; }} td:first-child {{ text-align: left; }}
-img {{ max-width: 100%; }} pre {{ font-size: 0.85em; }}
-</style></head><body>
-<h1>Forecast quality {period}</h1>
-<p>{summary["origins"]} forecasts at +{summary["horizon_bars"]} h with {summary["samples"]} sampled path(s).
-<b>Lower Brier, CRPS and MAE are better</b>; a skill score (BSS, CRPSS) above 0 beats the no-change random
-walk on the same window, below 0 is worse than it.</p>
-<h2>Skill (as the live trader scores it)</h2>
-{skill_table(skill)}
-<h2>Reliability of P(up)</h2>
-<p>A calibrated forecaster lies on the diagonal: of the forecasts saying 70 %, 70 % went up.</p>
-<img alt="reliability diagram" src="data:image/png;base64,{png}">
-<h2>PIT histogram</h2>
-<p>Where each outcome fell among the sampled paths: flat when calibrated, U-shaped when the bands are too
-narrow (outcomes keep landing outside them), humped when too wide.</p>
-<pre>{html.escape(pit)}</pre>
-<h2>Kronos vs the baselines, by regime and symbol</h2>
-<pre>{scores}</pre>
-</body></html>
-"""
+def render_evaluate_html(summary: Mapping[str, Any], skill: Mapping[str, Any], charts: Path) -> str:
+    """The self-contained evaluation page: skill table, scores per group, reliability diagram, PIT
+    histogram (the charts are read from `charts`, the output directory)."""
+    return render_page(
+        "evaluate.html.j2",
+        summary=summary,
+        skill=skill_table(skill),
+        scores=scores_table(summary),
+        calibration_png=png_data_uri(charts / "calibration.png"),
+        pit_png=png_data_uri(charts / "pit.png"),
+        skipped=Table(("reason", "count"), [(k, str(v)) for k, v in summary["skipped"].items()]),
+        definitions=pairs_table(summary["definitions"].items()),
+    )

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from kronos_bot.backtest.cache_store import CacheStore
 from kronos_bot.backtest.data import BarStore, fetch_alpaca_history, load_csv_dir
-from kronos_bot.backtest.options import normalize_symbol
 from kronos_bot.backtest.period import Period, parse_time
 from kronos_bot.backtest.progress import Progress
 from kronos_bot.config import Settings
+from kronos_bot.domain import symbol_argument
 from kronos_bot.forecast_types import Forecaster
 from kronos_bot.market.bars import FETCH_MARGIN_BARS
 
@@ -44,25 +44,39 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="end of the period; a bare date means the end of that day (default: end of the data)",
     )
     parser.add_argument(
-        "--symbols", nargs="+", metavar="SYMBOL", help="symbols (default: the config's), e.g. BTC/USD ETH"
+        "--symbols",
+        nargs="+",
+        type=symbol_argument,
+        metavar="SYMBOL",
+        help="symbols (default: the config's), any case, e.g. BTC/USD eth solusd",
     )
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="predictor: Hub repo id or local directory (default: forecaster.model)")
-    parser.add_argument("--tokenizer", help="tokenizer: Hub repo id or local directory (default: paired/configured)")
+    parser.add_argument(
+        "--model", metavar="MODEL", help="predictor: Hub repo id or local directory (default: forecaster.model)"
+    )
+    parser.add_argument(
+        "--tokenizer",
+        metavar="TOKENIZER",
+        help="tokenizer: Hub repo id or local directory (default: paired/configured)",
+    )
     parser.add_argument("--no-verify", action="store_true", help="do not check the checkpoints' sha256")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: forecaster.threads)")
+    parser.add_argument("--threads", type=int, metavar="COUNT", help="torch CPU threads (default: forecaster.threads)")
     parser.add_argument(
         "--cache-dir",
         default=DEFAULT_CACHE_DIR,
+        metavar="DIR",
         help=f"forecast cache, shared by backtest and evaluate (default: {DEFAULT_CACHE_DIR})",
     )
-    parser.add_argument("--samples", type=int, help="sampled paths per forecast (default: gates.kronos.samples)")
-    parser.add_argument("--seed", type=int, help="sampling seed (default: gates.kronos.seed, else 0)")
+    parser.add_argument(
+        "--samples", type=int, metavar="COUNT", help="sampled paths per forecast (default: gates.kronos.samples)"
+    )
+    parser.add_argument("--seed", type=int, metavar="SEED", help="sampling seed (default: gates.kronos.seed, else 0)")
     parser.add_argument(
         "--batch-hours",
         type=int,
+        metavar="HOURS",
         default=4,
         help="hours of forecasts per model call (all symbols of each hour; default 4)",
     )
@@ -70,7 +84,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def symbols_of(args: argparse.Namespace, settings: Settings) -> list[str]:
-    return [normalize_symbol(s) for s in args.symbols] if args.symbols else list(settings.symbols)
+    """--symbols (already `BASE/USD`: parsed by argparse) or the config's."""
+    return list(args.symbols) if args.symbols else list(settings.symbols)
 
 
 def load_store(args: argparse.Namespace, settings: Settings, symbols: list[str]) -> BarStore:

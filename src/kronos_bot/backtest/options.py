@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from kronos_bot.config import BrokerSettings, GatesSettings, KronosGateSettings, Settings, SimBrokerSettings
+from kronos_bot.domain import parse_symbol
 
 DEFAULT_SEED = 0
 
@@ -22,14 +23,6 @@ DEFAULT_SEED = 0
 def _section(model: type[BaseModel], current: Any, **changes: Any) -> Any:
     changes = {k: v for k, v in changes.items() if v is not None}
     return model.model_validate({**current.model_dump(), **changes}) if changes else current
-
-
-def normalize_symbol(value: str) -> str:
-    """`btc`, `BTC/USD`, `BTCUSD` -> `BTC/USD`."""
-    text = value.strip().upper()
-    if "/" in text:
-        return text
-    return f"{text[:-3]}/USD" if text.endswith("USD") and len(text) > 3 else f"{text}/USD"
 
 
 def backtest_settings(
@@ -63,5 +56,5 @@ def backtest_settings(
     out = settings.model_copy(update={"gates": gates, "broker": broker})
     if symbols:
         # Runs the `symbols` field validator (BASE/USD form, no duplicates) on the copy only.
-        Settings.__pydantic_validator__.validate_assignment(out, "symbols", [normalize_symbol(s) for s in symbols])
+        Settings.__pydantic_validator__.validate_assignment(out, "symbols", [parse_symbol(s) for s in symbols])
     return out

@@ -59,6 +59,8 @@ class BacktestRun:
     start_marks: dict[str, Decimal | None] = field(default_factory=dict)
     end_marks: dict[str, Decimal | None] = field(default_factory=dict)
     benchmark: list[Decimal] = field(default_factory=list)  # equal-weight buy & hold value per boundary
+    # each symbol's price at each boundary (store.mark; None before its first bar): the report's price panels
+    marks: dict[str, list[Decimal | None]] = field(default_factory=dict)
     entry_outcomes: dict[str, int] = field(default_factory=dict)
     forecasts: dict[str, Any] = field(default_factory=dict)
     memo: dict[str, int] = field(default_factory=dict)
@@ -220,7 +222,9 @@ def replay_hours(
     run.positions = replay.positions()
     run.start_marks = {s: store.mark(s, period.start) for s in settings.symbols}
     run.end_marks = {s: store.mark(s, period.end) for s in settings.symbols}
-    run.benchmark = _equal_weight(store, settings, list(period.boundaries()), run.start_marks)
+    boundaries = list(period.boundaries())
+    run.marks = {s: [store.mark(s, t) for t in boundaries] for s in settings.symbols}
+    run.benchmark = _equal_weight(store, settings, boundaries, run.start_marks)
     run.entry_outcomes = dict(Counter(e.status for e in replay.entries))
     run.exit_mismatches = replay.exit_mismatches
     if grade:

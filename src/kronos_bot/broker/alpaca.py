@@ -59,7 +59,7 @@ from kronos_bot.broker.base import (
 )
 from kronos_bot.config import Settings
 from kronos_bot.logs import get_logger, register_secrets
-from kronos_bot.retry import Failure, OutageLog, RetryFailed, RetryPolicy, parse_retry_after
+from kronos_bot.retry import Failure, OutageLog, RetryFailed, RetryPolicy, describe_transport_error, parse_retry_after
 
 LIVE_CONFIRM_VALUE = "I_UNDERSTAND"
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -178,8 +178,10 @@ def _classify(exc: BaseException) -> Failure | None:
         response = getattr(exc, "response", None)
         header = response.headers.get("Retry-After") if response is not None else None
         return Failure(True, f"{type(exc).__name__}: {exc}"[:300], status, parse_retry_after(header))
-    if isinstance(exc, (requests.Timeout, requests.ConnectionError, json.JSONDecodeError)):
-        return Failure(True, f"{type(exc).__name__}: {exc}"[:300])
+    if isinstance(exc, json.JSONDecodeError):
+        return Failure(True, f"malformed JSON: {exc}"[:300])
+    if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
+        return Failure(True, describe_transport_error(exc))
     return None
 
 
@@ -308,7 +310,7 @@ class AlpacaBroker:
             if isinstance(exc, BrokerAuthError):
                 self.health.set("broker_auth", str(exc), fix=BrokerAuthError.FIX)
             else:
-                self.health.set("broker", str(exc))
+                self.health.set("broker", str(exc), fix=BrokerUnavailable.FIX)
         return exc
 
     def _auth_error(self, what: str, exc: APIError) -> BrokerAuthError:

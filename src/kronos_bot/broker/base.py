@@ -82,6 +82,11 @@ class OrderSkipped(BrokerError):
 class BrokerUnavailable(BrokerError):
     """The broker could not be reached or kept failing (timeouts, 5xx, 429) after our retries."""
 
+    FIX = (
+        "check the machine's network and DNS, https://status.alpaca.markets, and broker.trading_url_override; "
+        "entries pause, exits keep trying every tick"
+    )
+
 
 class BrokerAuthError(BrokerUnavailable):
     """The broker refuses our credentials (401, or 403 on a read): nothing works until the keys are fixed.

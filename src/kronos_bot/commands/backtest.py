@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from kronos_bot.commands.failures import InputError
 from kronos_bot.config import Settings
-from kronos_bot.forecast_types import ForecasterUnavailable
 
 NAME = "backtest"
 HELP = "replay hourly history through the bot's own gates, engine, simulated broker and exits; write a report"
 LOGS_TO_STDERR = True  # stdout is for the summary table
+EXAMPLE = "example: kronos-bot backtest --data tests/fixtures/bars --from 2024-12-20 --to 2024-12-31 --out out/bt"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,15 +20,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_data_arguments(parser)
     add_model_arguments(parser)
-    parser.add_argument("--out", default="var/backtest", help="output directory (default: var/backtest)")
+    parser.add_argument("--out", default="var/backtest", metavar="DIR", help="output directory (default: var/backtest)")
     parser.add_argument(
         "--news",
         metavar="FILE",
         help="JSONL news archive (id, created_at, headline, summary, symbols); without it sentiment is NO_DATA",
     )
-    parser.add_argument("--fee-percent", type=float, help="fee per fill, percent (default: broker.sim.fee_percent)")
-    parser.add_argument("--slippage-bps", type=float, help="slippage, basis points (default: broker.sim.slippage_bps)")
-    parser.add_argument("--starting-cash", type=float, help="USD (default: broker.sim.starting_cash)")
+    parser.add_argument(
+        "--fee-percent", type=float, metavar="PERCENT", help="fee per fill, percent (default: broker.sim.fee_percent)"
+    )
+    parser.add_argument(
+        "--slippage-bps", type=float, metavar="BPS", help="slippage, basis points (default: broker.sim.slippage_bps)"
+    )
+    parser.add_argument("--starting-cash", type=float, metavar="USD", help="USD (default: broker.sim.starting_cash)")
     parser.add_argument(
         "--ablate",
         action="store_true",
@@ -66,27 +71,23 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             articles = load_news_archive(args.news)
             news = ArchiveNewsProvider(articles)
             note = f"news archive {args.news} ({len(articles)} articles) scored through the live sentiment gate"
-    except (ValueError, OSError) as exc:
-        print(f"kronos-bot backtest: {exc}", file=sys.stderr)
-        return 2
-    try:
-        with inputs.model_run(args, run_settings, "backtest") as (forecaster, cache, update):
-            run = run_backtest(
-                run_settings,
-                store,
-                period,
-                forecaster=forecaster,
-                cache=cache,
-                news=news,
-                news_note=note,
-                batch_hours=args.batch_hours,
-                progress=update,
-                journal_out=Path(args.out) / "journal.sqlite",
-                ablate=args.ablate,
-            )
-    except ForecasterUnavailable as exc:  # the model could not be loaded or run: say why, no traceback
-        print(f"kronos-bot backtest: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as exc:  # the arguments or input files (a missing --data folder, bad dates)
+        raise InputError(str(exc)) from exc
+    # A model that cannot be loaded and Alpaca history that cannot be fetched end in cli.main (exit 3 / 4).
+    with inputs.model_run(args, run_settings, "backtest") as (forecaster, cache, update):
+        run = run_backtest(
+            run_settings,
+            store,
+            period,
+            forecaster=forecaster,
+            cache=cache,
+            news=news,
+            news_note=note,
+            batch_hours=args.batch_hours,
+            progress=update,
+            journal_out=Path(args.out) / "journal.sqlite",
+            ablate=args.ablate,
+        )
     summary = write_backtest_report(run, args.out)
     log.info("backtest.done", out=args.out, seconds=summary["seconds"])
     for line in summary_lines(summary, args.out, skill=run.skill, ablation=run.ablation):

@@ -13,22 +13,27 @@ from kronos_bot.config import Settings, resolve_config_path
 
 NAME = "config"
 HELP = "inspect the configuration (check: validate and print the effective config, secrets redacted)"
+EXAMPLE = "example: kronos-bot config check --config config/bot.yaml --json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="config_action", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="validate the config and print the effective values")
+    check = actions.add_parser(
+        "check",
+        help="validate the config and print the effective values",
+        description="validate the config and print the effective values",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_common_options(check)
     check.add_argument("--json", action="store_true", help="print JSON instead of YAML")
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    from kronos_bot.commands.trader_start import journal_refusal
+    from kronos_bot.commands.trader_start import check_journal
 
     # "config OK" must mean `run` will start: the journal path is checked as run and once check it.
-    refused = journal_refusal(settings, args)
-    if refused is not None:
-        return refused
+    check_journal(settings, args)
     data = settings.redacted()
     source = resolve_config_path(args.config)
     if args.json:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from kronos_bot.config import Settings
+from kronos_bot.domain import symbol_argument
 
 NAME = "decisions"
 HELP = "show recent decisions from the journal as a table (--follow for new ones)"
 LOGS_TO_STDERR = True
+EXAMPLE = "example: kronos-bot decisions --since 6h --symbol sol --follow"
 
 
 def parse_since(value: str) -> datetime:
@@ -26,24 +29,32 @@ def parse_since(value: str) -> datetime:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--since", type=parse_since, help="ISO time (UTC) or age such as 30m, 6h, 2d (default 24h)")
-    parser.add_argument("--symbol", help="only this symbol, e.g. BTC/USD")
-    parser.add_argument("--limit", type=int, default=200, help="most rows shown (default 200)")
+    parser.add_argument(
+        "--since", type=parse_since, metavar="TIME", help="ISO time (UTC) or age such as 30m, 6h, 2d (default 24h)"
+    )
+    parser.add_argument(
+        "--symbol", type=symbol_argument, metavar="SYMBOL", help="only this symbol, any case: BTC/USD, btc, btcusd"
+    )
+    parser.add_argument("--limit", type=int, default=200, metavar="COUNT", help="most rows shown (default 200)")
     parser.add_argument("--follow", "-f", action="store_true", help="keep printing new decisions")
     parser.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
+    from kronos_bot.commands.journal_reader import journal_missing, reading_journal
 
-    from kronos_bot.trader.decision_table import format_decision, header
-    from kronos_bot.trader.journal import Journal
-
-    if not Path(settings.journal.path).exists():
-        print(f"no journal at {settings.journal.path} yet (the trader has not run with this config)")
+    if journal_missing(settings.journal.path):
         return 0
-    journal = Journal.from_settings(settings)
     since = args.since or datetime.now(UTC) - timedelta(hours=24)
+    with reading_journal(settings.journal.path) as journal:
+        _print_decisions(journal, args, since)
+    return 0
+
+
+def _print_decisions(journal: Any, args: argparse.Namespace, since: datetime) -> None:
+    """The table, then (with --follow) each new decision as it is journaled, until Ctrl-C."""
+    from kronos_bot.trader.decision_table import format_decision, header
+
     try:
         rows = list(reversed(journal.recent_decisions(since=since, symbol=args.symbol, limit=args.limit)))
         print(header())
@@ -62,6 +73,3 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
                 last_id = max(last_id, row["id"])
     except KeyboardInterrupt:
         pass
-    finally:
-        journal.close()
-    return 0

@@ -1,8 +1,8 @@
 """`kronos-bot download-model`: fetch the configured predictor + tokenizer into the Hub cache, verified.
 
 Run it once with network access (e.g. at install time) so that the forecaster can start offline
-(HF_HUB_OFFLINE=1). Prints where each checkpoint lives and its sha256 hashes; refuses (exit 3) when a
-file cannot be fetched or its hash differs from the pinned one.
+(HF_HUB_OFFLINE=1). Prints where each checkpoint lives and its sha256 hashes; refuses (exit 3, said by
+kronos_bot.commands.failures) when a file cannot be fetched or its hash differs from the pinned one.
 
     kronos-bot download-model
     kronos-bot download-model --model NeoQuasar/Kronos-mini --model-revision <commit> --no-verify --json
@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from kronos_bot.config import Settings
 
 NAME = "download-model"
 HELP = "download the pinned Kronos model + tokenizer into the Hugging Face cache and print their hashes"
 LOGS_TO_STDERR = True
-
-EXIT_FAILED = 3
+EXAMPLE = "example: kronos-bot download-model --json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", metavar="M", help="predictor Hub repo id (default: forecaster.model)")
+    parser.add_argument("--model", metavar="MODEL", help="predictor Hub repo id (default: forecaster.model)")
     parser.add_argument("--model-revision", metavar="REV", help="commit to fetch (default: the pinned one)")
-    parser.add_argument("--tokenizer", metavar="T", help="tokenizer Hub repo id (default: the model's pair / config)")
+    parser.add_argument(
+        "--tokenizer", metavar="TOKENIZER", help="tokenizer Hub repo id (default: the model's pair / config)"
+    )
     parser.add_argument("--tokenizer-revision", metavar="REV", help="commit to fetch (default: the pinned one)")
     parser.add_argument("--cache-dir", metavar="DIR", help="Hub cache directory (default: forecaster.hf_cache_dir)")
     parser.add_argument("--no-verify", action="store_true", help="skip the sha256 check (for unpinned checkpoints)")
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    from kronos_bot.kronos.hub import ModelLoadError, paired_tokenizer, resolve_checkpoint
+    from kronos_bot.kronos.hub import paired_tokenizer, resolve_checkpoint
 
     fs = settings.forecaster
     model = args.model or fs.model
@@ -45,17 +45,14 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     verify = fs.verify_sha256 and not args.no_verify
     cache_dir = args.cache_dir or fs.hf_cache_dir
     results = {}
-    try:
-        for role, source, revision in (("model", model, model_revision), ("tokenizer", tokenizer, tokenizer_revision)):
-            files = resolve_checkpoint(source, revision=revision, verify=verify, cache_dir=cache_dir)
-            results[role] = {
-                **files.info(),
-                "config_path": str(files.config_path),
-                "weights_path": str(files.weights_path),
-            }
-    except ModelLoadError as exc:
-        print(f"kronos-bot download-model: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    for role, source, revision in (("model", model, model_revision), ("tokenizer", tokenizer, tokenizer_revision)):
+        # A ModelLoadError (unreachable, not found, hash mismatch) ends in cli.main: one line, exit 3.
+        files = resolve_checkpoint(source, revision=revision, verify=verify, cache_dir=cache_dir)
+        results[role] = {
+            **files.info(),
+            "config_path": str(files.config_path),
+            "weights_path": str(files.weights_path),
+        }
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kronos_bot.commands.failures import InputError
 from kronos_bot.config import Settings
-from kronos_bot.forecast_types import ForecasterUnavailable
 
 NAME = "evaluate"
 HELP = "score Kronos forecasts on history (hit rate, Brier, calibration, MAE) against no-change and drift"
 LOGS_TO_STDERR = True  # stdout is for the table
+EXAMPLE = "example: kronos-bot evaluate --data tests/fixtures/bars --from 2024-12-20 --samples 16 --out out/eval"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,14 +19,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_data_arguments(parser)
     add_model_arguments(parser)
-    parser.add_argument("--out", default="var/evaluate", help="output directory (default: var/evaluate)")
-    parser.add_argument("--horizon", type=int, help="bars ahead (default: gates.kronos.horizon)")
-    parser.add_argument("--stride", type=int, default=1, help="hours between forecast origins (default 1)")
-    parser.add_argument("--drift-window", type=int, default=24, help="log returns averaged by the drift baseline")
+    parser.add_argument("--out", default="var/evaluate", metavar="DIR", help="output directory (default: var/evaluate)")
+    parser.add_argument("--horizon", type=int, metavar="BARS", help="bars ahead (default: gates.kronos.horizon)")
+    parser.add_argument(
+        "--stride", type=int, default=1, metavar="HOURS", help="hours between forecast origins (default 1)"
+    )
+    parser.add_argument(
+        "--drift-window", type=int, default=24, metavar="BARS", help="log returns averaged by the drift baseline"
+    )
     parser.add_argument(
         "--trend-threshold",
         type=float,
         default=0.3,
+        metavar="RATIO",
         help="efficiency ratio at or above which a window counts as trending (default 0.3)",
     )
 
@@ -55,19 +61,15 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             raise ValueError("--horizon, --stride and --drift-window must be >= 1")
         store = inputs.load_store(args, run_settings, list(run_settings.symbols))
         period = inputs.resolve_period(args, store, run_settings)
-    except (ValueError, OSError) as exc:
-        print(f"kronos-bot evaluate: {exc}", file=sys.stderr)
-        return 2
-    try:
-        with inputs.model_run(args, run_settings, "evaluate") as (forecaster, cache, update):
-            run = run_evaluate(
-                run_settings, store, period, forecaster=forecaster, cache=cache, options=options, progress=update
-            )
-    except ForecasterUnavailable as exc:  # the model could not be loaded or run: say why, no traceback
-        print(f"kronos-bot evaluate: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as exc:  # the arguments or input files (a missing --data folder, bad dates)
+        raise InputError(str(exc)) from exc
+    # A model that cannot be loaded and Alpaca history that cannot be fetched end in cli.main (exit 3 / 4).
+    with inputs.model_run(args, run_settings, "evaluate") as (forecaster, cache, update):
+        run = run_evaluate(
+            run_settings, store, period, forecaster=forecaster, cache=cache, options=options, progress=update
+        )
     summary = write_evaluate_report(run, args.out)
     for line in table_lines(summary):
         print(line)
-    print(f"written: {args.out}/summary.json, {args.out}/calibration.png")
+    print(f"written: {args.out}/report.html (open it in a browser), summary.json, skill.json, calibration.png, pit.png")
     return 0

@@ -9,7 +9,8 @@ one JSON object: candles (mean over sampled paths), p_up, close_quantiles and th
     kronos-bot forecast --csv tests/fixtures/kronos_tiny/bars.csv --model tests/fixtures/kronos_tiny/model \\
         --tokenizer tests/fixtures/kronos_tiny/tokenizer --no-verify --json
 
-Exit codes: 0 ok, 2 bad CSV or parameters, 3 the model cannot be loaded.
+Exit codes (kronos_bot.commands.failures): 0 ok, 2 bad CSV or parameters, 3 the model cannot be loaded,
+4 no usable live bars.
 """
 
 from __future__ import annotations
@@ -17,23 +18,23 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kronos_bot.commands.failures import InputError
 from kronos_bot.config import Settings
+from kronos_bot.domain import symbol_argument
 
 NAME = "forecast"
 HELP = "forecast the next bars of a symbol's live hourly bars (SYMBOL) or of a CSV series (--csv) with Kronos"
 LOGS_TO_STDERR = True  # stdout carries the forecast (JSON or table)
+EXAMPLE = "example: kronos-bot forecast btc --samples 32   (or: kronos-bot forecast --csv bars.csv --json)"
 
-EXIT_BAD_INPUT = 2
-EXIT_NO_MODEL = 3
 REQUIRED_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
-class CsvError(ValueError):
+class CsvError(InputError):
     """The CSV cannot be read as bars; the message names the file, line and problem."""
 
 
@@ -42,39 +43,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "symbol",
         nargs="?",
+        type=symbol_argument,
         metavar="SYMBOL",
-        help="live: the last closed hourly Alpaca bars of this symbol, e.g. BTC/USD",
+        help="live: the last closed hourly Alpaca bars of this symbol, any case, e.g. BTC/USD or btc",
     )
     source.add_argument(
         "--csv", metavar="FILE", help="bars: timestamp,open,high,low,close,volume[,amount]; ISO times, UTC if no offset"
     )
     parser.add_argument(
-        "--context", metavar="N", type=int, default=60, help="context bars: the last N rows (default 60)"
+        "--context", metavar="BARS", type=int, default=60, help="context bars: the last BARS rows (default 60)"
     )
-    parser.add_argument("--pred-len", metavar="N", type=int, default=4, help="bars to predict (default 4)")
-    parser.add_argument("--samples", metavar="N", type=int, default=1, help="sampled paths, averaged (default 1)")
+    parser.add_argument("--pred-len", metavar="BARS", type=int, default=4, help="bars to predict (default 4)")
+    parser.add_argument("--samples", metavar="COUNT", type=int, default=1, help="sampled paths, averaged (default 1)")
     parser.add_argument(
-        "--temperature", metavar="T", type=float, default=1.0, help="sampling temperature (default 1.0)"
+        "--temperature", metavar="TEMP", type=float, default=1.0, help="sampling temperature (default 1.0)"
     )
-    parser.add_argument("--top-p", metavar="P", type=float, default=0.9, help="nucleus sampling mass (default 0.9)")
+    parser.add_argument("--top-p", metavar="MASS", type=float, default=0.9, help="nucleus sampling mass (default 0.9)")
     parser.add_argument(
-        "--top-k", metavar="K", type=int, default=0, help="keep the K likeliest tokens (0 off, 1 greedy)"
+        "--top-k", metavar="COUNT", type=int, default=0, help="keep the COUNT likeliest tokens (0 off, 1 greedy)"
     )
     parser.add_argument(
         "--max-context",
-        metavar="N",
+        metavar="BARS",
         type=int,
         default=None,
         help="longest token window (default: forecaster.max_context)",
     )
-    parser.add_argument("--seed", metavar="S", type=int, default=None, help="random seed (default: fresh, reported)")
+    parser.add_argument("--seed", metavar="SEED", type=int, default=None, help="random seed (default: fresh, reported)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     model = parser.add_argument_group("model (default: from the config)")
-    model.add_argument("--model", metavar="M", help="predictor: Hub repo id or local directory")
-    model.add_argument("--tokenizer", metavar="T", help="tokenizer: Hub repo id or local directory")
+    model.add_argument("--model", metavar="MODEL", help="predictor: Hub repo id or local directory")
+    model.add_argument("--tokenizer", metavar="TOKENIZER", help="tokenizer: Hub repo id or local directory")
     model.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the checkpoint files")
-    model.add_argument("--device", metavar="D", help="torch device (default: forecaster.device)")
-    model.add_argument("--threads", metavar="N", type=int, help="torch CPU threads (default: forecaster.threads)")
+    model.add_argument("--device", metavar="DEVICE", help="torch device (default: forecaster.device)")
+    model.add_argument("--threads", metavar="COUNT", type=int, help="torch CPU threads (default: forecaster.threads)")
 
 
 def read_bars_csv(path: Path) -> dict[str, list[Any]]:
@@ -108,9 +110,13 @@ def read_bars_csv(path: Path) -> dict[str, list[Any]]:
 
 
 def live_bars(symbol: str, context: int, settings: Settings) -> dict[str, list[Any]]:
-    """The last `context` closed, validated hourly bars of `symbol` from Alpaca (same path as the trader)."""
+    """The last `context` closed, validated hourly bars of `symbol` from Alpaca (same path as the trader).
+
+    No usable bars is a market data failure (exit 4), worded with the validation's reason.
+    """
     import pandas as pd
 
+    from kronos_bot.market.alpaca_http import MarketDataError
     from kronos_bot.market.bars import AlpacaMarketData
 
     wanted = settings.model_copy(update={"bars": settings.bars.model_copy(update={"count": context})})
@@ -121,7 +127,7 @@ def live_bars(symbol: str, context: int, settings: Settings) -> dict[str, list[A
             if result is not None and result.detail
             else getattr(result, "reason", "no bars")
         )
-        raise CsvError(f"no usable bars for {symbol}: {reason}")
+        raise MarketDataError(f"no usable bars for {symbol}: {reason}")
     out: dict[str, list[Any]] = {"timestamp": [ts.to_pydatetime() for ts in result.index]}
     for column in REQUIRED_COLUMNS:
         out[column] = [float(v) for v in result[column]]
@@ -138,36 +144,33 @@ def _parse_time(text: str | None, path: Path, line: int) -> datetime:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    from kronos_bot.forecast_types import ForecasterUnavailable, ForecastInputError, SamplingParams, SeriesInput
+    from kronos_bot.forecast_types import ForecastInputError, SamplingParams, SeriesInput
 
+    # Failures end in cli.main: a bad CSV or parameter exits 2, no live bars 4, no model 3.
     fs = settings.forecaster
-    try:
-        if args.context < 1 or args.pred_len < 1 or args.samples < 1:
-            raise CsvError("--context, --pred-len and --samples must be >= 1")
-        bars = read_bars_csv(Path(args.csv)) if args.csv else live_bars(args.symbol, args.context, settings)
-        take = slice(-args.context, None)
-        series = SeriesInput(
-            id=Path(args.csv).stem if args.csv else args.symbol,
-            timestamps=bars["timestamp"][take],
-            open=bars["open"][take],
-            high=bars["high"][take],
-            low=bars["low"][take],
-            close=bars["close"][take],
-            volume=bars["volume"][take],
-            amount=bars["amount"][take] if "amount" in bars else None,
-        )
-        params = SamplingParams(
-            pred_len=args.pred_len,
-            samples=args.samples,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            top_k=args.top_k,
-            max_context=args.max_context or fs.max_context,
-            seed=args.seed,
-        )
-    except CsvError as exc:
-        print(f"kronos-bot forecast: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    if args.context < 1 or args.pred_len < 1 or args.samples < 1:
+        raise InputError("--context, --pred-len and --samples must be >= 1")
+    bars = read_bars_csv(Path(args.csv)) if args.csv else live_bars(args.symbol, args.context, settings)
+    take = slice(-args.context, None)
+    series = SeriesInput(
+        id=Path(args.csv).stem if args.csv else args.symbol,
+        timestamps=bars["timestamp"][take],
+        open=bars["open"][take],
+        high=bars["high"][take],
+        low=bars["low"][take],
+        close=bars["close"][take],
+        volume=bars["volume"][take],
+        amount=bars["amount"][take] if "amount" in bars else None,
+    )
+    params = SamplingParams(
+        pred_len=args.pred_len,
+        samples=args.samples,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        max_context=args.max_context or fs.max_context,
+        seed=args.seed,
+    )
 
     from kronos_bot.forecaster.factory import load_model
     from kronos_bot.kronos.predictor import validate_params
@@ -175,26 +178,19 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     try:
         validate_params(params)  # before paying for the model load
     except ValueError as exc:
-        print(f"kronos-bot forecast: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    try:
-        forecaster = load_model(
-            settings,
-            model=args.model,
-            tokenizer=args.tokenizer,
-            verify=False if args.no_verify else None,
-            device=args.device,
-            threads=args.threads,
-        )
-    except ForecasterUnavailable as exc:
-        print(f"kronos-bot forecast: cannot load the model: {exc}", file=sys.stderr)
-        return EXIT_NO_MODEL
+        raise InputError(str(exc)) from exc
+    forecaster = load_model(
+        settings,
+        model=args.model,
+        tokenizer=args.tokenizer,
+        verify=False if args.no_verify else None,
+        device=args.device,
+        threads=args.threads,
+    )
     try:
         (result,) = forecaster.forecast([series], params)
-    except (ForecastInputError, ValueError) as exc:
-        print(f"kronos-bot forecast: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except (ForecastInputError, ValueError) as exc:  # the bars themselves (NaN, inverted OHLC...)
+        raise InputError(str(exc)) from exc
 
     info = forecaster.model_info()
     used = {

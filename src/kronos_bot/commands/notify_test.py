@@ -18,6 +18,7 @@ NAME = "notify-test"
 HELP = "send a test notification to every URL in KRONOS_BOT_NOTIFY_URLS and report each (masked)"
 LOGS_TO_STDERR = True
 ENV_VAR = "KRONOS_BOT_NOTIFY_URLS"
+EXAMPLE = "example: KRONOS_BOT_NOTIFY_URLS=ntfy://ntfy.sh/my-topic kronos-bot notify-test --attempts 1"
 
 
 def _positive(text: str) -> int:
@@ -29,7 +30,7 @@ def _positive(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--attempts", type=_positive, metavar="N", help="attempts per URL (default: notify.max_attempts)"
+        "--attempts", type=_positive, metavar="COUNT", help="attempts per URL (default: notify.max_attempts)"
     )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from kronos_bot.commands.failures import EXIT_FAILED, EXIT_OK
 from kronos_bot.config import Settings
 
 NAME = "once"
 HELP = "run one entry cycle now and print the decisions (places orders only with --trade)"
 LOGS_TO_STDERR = True  # stdout is for the table / JSON
+EXAMPLE = "example: kronos-bot once --json   (add --trade to place the orders)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,9 +24,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     from kronos_bot.trader.decision_table import render_events
 
     # With or without --trade: the cycle journals its decisions, so the journal is always opened.
-    parts = trader_parts(settings, args, "kronos_bot.once")
-    if isinstance(parts, int):
-        return parts
+    parts = trader_parts(settings, args)
     try:
         report = parts.cycle.run(trade=args.trade)
     finally:
@@ -50,4 +50,4 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             print(f"entry {entry.symbol}: {entry.status} {entry.reason}".rstrip())
         if not args.trade and any(e["action"] == "ENTER" for e in report.events):
             print("(no orders placed: run with --trade to place them)")
-    return 0 if report.status == "ok" else 1
+    return EXIT_OK if report.status in ("ok", "partial") else EXIT_FAILED  # failed: no symbol could be judged

@@ -12,44 +12,40 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from kronos_bot.commands.decisions import parse_since
 from kronos_bot.config import Settings
+from kronos_bot.domain import symbol_argument
 from kronos_bot.trader.profit import GROUP_KEYS
 
 NAME = "profit"
 HELP = "realized P&L of closed trades by symbol, tier, exit reason or day, with win rate, fees and hold time"
 LOGS_TO_STDERR = True
+EXAMPLE = "example: kronos-bot profit --since 7d --by day --symbol btc"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--since", type=parse_since, help="only exits since: ISO time (UTC) or age such as 6h, 7d")
+    parser.add_argument(
+        "--since", type=parse_since, metavar="TIME", help="only exits since: ISO time (UTC) or age such as 6h, 7d"
+    )
     parser.add_argument(
         "--by", choices=GROUP_KEYS, default="symbol", help="one row per symbol (default), tier, reason or UTC day"
     )
-    parser.add_argument("--symbol", help="only this symbol, e.g. BTC/USD")
+    parser.add_argument(
+        "--symbol", type=symbol_argument, metavar="SYMBOL", help="only this symbol, any case: BTC/USD, btc, btcusd"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON (full precision, money as strings)")
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    from kronos_bot.backtest.options import normalize_symbol
-    from kronos_bot.trader.journal import Journal
+    from kronos_bot.commands.journal_reader import journal_missing, reading_journal
     from kronos_bot.trader.profit import profit_report, report_document, table_lines
 
-    if not Path(settings.journal.path).exists():
-        print(f"no journal at {settings.journal.path} yet (the trader has not run with this config)")
+    if journal_missing(settings.journal.path):
         return 0
-    symbol = normalize_symbol(args.symbol) if args.symbol else None
-    try:
-        journal = Journal.from_settings(settings)
-    except Exception as exc:
-        print(f"cannot read the journal at {settings.journal.path}: {type(exc).__name__}: {exc}")
-        return 1
-    try:
+    symbol = args.symbol
+    with reading_journal(settings.journal.path) as journal:
         positions = journal.closed_positions(since=args.since, symbol=symbol)
-    finally:
-        journal.close()
     report = profit_report(positions, by=args.by)
     if args.json:
         document = {

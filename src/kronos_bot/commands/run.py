@@ -8,6 +8,7 @@ from kronos_bot.config import Settings
 
 NAME = "run"
 HELP = "run the trader daemon: entry cycle every 15 min, exit monitor every 60 s (dry run without Alpaca keys)"
+EXAMPLE = "example: kronos-bot run --config config/bot.yaml --log-format console"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +19,4 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     from kronos_bot.commands.trader_start import trader_parts
     from kronos_bot.trader.daemon import TraderDaemon
 
-    parts = trader_parts(settings, args, "kronos_bot.run")
-    if isinstance(parts, int):
-        return parts
-    return TraderDaemon(parts).run()
+    return TraderDaemon(trader_parts(settings, args)).run()

@@ -11,39 +11,44 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from kronos_bot.commands.decisions import parse_since
+from kronos_bot.commands.failures import InputError
 from kronos_bot.config import Settings
+from kronos_bot.domain import symbol_argument
 
 NAME = "skill"
 HELP = "score the journaled forecasts (hit rate, Brier, CRPS vs no-change) and each gate's worth (--gates)"
 LOGS_TO_STDERR = True
+EXAMPLE = "example: kronos-bot skill --symbol btc --since 14d   (or: kronos-bot skill --gates --json)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--journal", metavar="PATH", help="journal file (default: journal.path of the config)")
-    parser.add_argument("--since", type=parse_since, help="only forecasts made since: ISO time (UTC) or age (14d)")
-    parser.add_argument("--symbol", help="only this symbol, e.g. BTC/USD")
+    parser.add_argument(
+        "--since", type=parse_since, metavar="TIME", help="only forecasts made since: ISO time (UTC) or age (14d)"
+    )
+    parser.add_argument(
+        "--symbol", type=symbol_argument, metavar="SYMBOL", help="only this symbol, any case: BTC/USD, btc, btcusd"
+    )
     parser.add_argument("--gates", action="store_true", help="per blocking reason: what the skipped entries did")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    from kronos_bot.backtest.options import normalize_symbol
+    from kronos_bot.commands.journal_reader import journal_missing, reading_journal
     from kronos_bot.skill.summary import overall_line, pit_text
-    from kronos_bot.trader.journal import Journal
     from kronos_bot.trader.skill_keeper import gate_document, skill_document
 
-    path = Path(args.journal or settings.journal.path)
-    if not path.exists():
-        print(f"kronos-bot skill: no journal at {path}", file=sys.stderr)
-        return 2
-    symbol = normalize_symbol(args.symbol) if args.symbol else None
-    with Journal(path) as journal:
-        data = gate_document(journal, args.since) if args.gates else skill_document(journal, args.since, symbol)
+    if args.journal and not Path(args.journal).exists():
+        raise InputError(f"--journal {args.journal}: no such file")
+    path = args.journal or settings.journal.path
+    if journal_missing(path):
+        return 0
+    with reading_journal(path) as journal:
+        data = gate_document(journal, args.since) if args.gates else skill_document(journal, args.since, args.symbol)
     if args.json:
         print(json.dumps(data, indent=2, default=str))
         return 0

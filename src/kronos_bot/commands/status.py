@@ -17,6 +17,7 @@ from kronos_bot.config import Settings
 NAME = "status"
 HELP = "show open positions with HWM, stop and unrealized P&L, the last cycle, forecaster health and forecast skill"
 LOGS_TO_STDERR = True
+EXAMPLE = "example: kronos-bot status --json --no-prices"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -182,22 +183,14 @@ def _next_cycle(settings: Settings, now: datetime) -> datetime | None:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
-
+    from kronos_bot.commands.journal_reader import journal_missing, reading_journal
     from kronos_bot.trader.daemon import trading_mode
-    from kronos_bot.trader.journal import Journal
     from kronos_bot.trader.status_report import StatusFacts, pnl_facts, status_document, status_lines
 
-    if not Path(settings.journal.path).exists():
-        print(f"no journal at {settings.journal.path} yet (the trader has not run with this config)")
+    if journal_missing(settings.journal.path):
         return 0
-    try:
-        journal = Journal.from_settings(settings)
-    except Exception as exc:
-        print(f"cannot read the journal at {settings.journal.path}: {type(exc).__name__}: {exc}")
-        return 1
     now = datetime.now(UTC)
-    try:
+    with reading_journal(settings.journal.path) as journal:
         positions = journal.open_positions()
         symbols = sorted({p.symbol for p in positions})
         runtime = journal.runtime_state()
@@ -243,8 +236,6 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         facts.forecaster = forecaster if isinstance(forecaster, dict) else {"state": "no answer"}
         if facts.forecaster.get("state") not in ("ready", "inprocess"):
             facts.down["forecaster"] = str(facts.forecaster.get("error") or facts.forecaster.get("state"))
-    finally:
-        journal.close()
     doc = status_document(facts)
     if args.json:
         print(json.dumps(doc, indent=2, default=str))

@@ -39,7 +39,7 @@ from kronos_bot.forecaster.schemas import (
     series_forecast,
 )
 from kronos_bot.logs import get_logger
-from kronos_bot.retry import Failure, RetryFailed, RetryPolicy, parse_retry_after
+from kronos_bot.retry import Failure, RetryFailed, RetryPolicy, describe_transport_error, parse_retry_after
 
 # The service's model fingerprint header (see service.MODEL_HEADER; not imported: no FastAPI here).
 MODEL_HEADER = "x-kronos-model"
@@ -184,8 +184,7 @@ class ForecasterClient:
         try:
             response = self._http.get("/readyz", timeout=timeout)
         except httpx.HTTPError as exc:
-            cause = exc.__cause__ or exc
-            self.last_probe_error = f"{type(cause).__name__}: {cause}"
+            self.last_probe_error = describe_transport_error(exc, self.endpoint)
             return "down"
         self.last_probe_error = None
         return "ready" if response.status_code == 200 else "loading"
@@ -277,7 +276,7 @@ class ForecasterClient:
             if isinstance(exc, httpx.ReadTimeout):
                 return Failure(True, f"read timeout after {self.timeout:g} s")
             if isinstance(exc, httpx.TransportError):
-                return Failure(True, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+                return Failure(True, describe_transport_error(exc, self.endpoint))
             return None
 
         def on_retry(number: int, delay: float, failure: Failure) -> None:

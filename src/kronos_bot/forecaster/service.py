@@ -42,6 +42,7 @@ from starlette.routing import Route
 
 from kronos_bot.forecast_types import (
     Forecaster,
+    ForecasterUnavailable,
     ForecastInputError,
     SamplingParams,
     SeriesForecast,
@@ -157,7 +158,9 @@ class ForecastService:
         except BaseException as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             self._state = "failed"
-            self.log.error("forecaster.model_load_failed", error=self.load_error, exc_info=True)
+            # A known failure (no checkpoint, hash mismatch) says it all in `error`; a bug keeps its traceback.
+            known = isinstance(exc, ForecasterUnavailable)
+            self.log.error("forecaster.model_load_failed", error=self.load_error, exc_info=not known)
             return
         self.load_seconds = round(time.monotonic() - start, 3)
         model_max = info.get("max_context")

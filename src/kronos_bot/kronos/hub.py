@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from kronos_bot.forecast_types import ForecasterUnavailable
+from kronos_bot.logs import adopt_library_logger
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -148,6 +150,12 @@ def sha256_file(path: Path) -> str:
 
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+# What to do when the weights are neither cached nor downloadable here (said with every such error).
+MODEL_FIX = (
+    "fix: run `kronos-bot download-model` on a machine with internet and copy its Hugging Face cache "
+    "(~/.cache/huggingface/hub) here, or point forecaster.model and forecaster.tokenizer at local folders"
+)
 
 
 def _looks_like_path(source: str) -> bool:
@@ -280,33 +288,63 @@ def _download(
         RevisionNotFoundError,
     )
 
+    adopt_library_logger("huggingface_hub")  # its warnings once, through our log format
     show = sys.stderr.isatty() if progress is None else progress
     kwargs: dict[str, Any] = {}
     if not show:
         kwargs["tqdm_class"] = _quiet_tqdm_class()
     where = f"{filename} of {repo_id}@{revision}"
     cache_note = f"cache dir {cache_dir}" if cache_dir else "the default Hub cache"
+    cache = str(cache_dir) if cache_dir is not None else None
+    if not offline and _COMMIT.fullmatch(revision):
+        # A pinned commit never changes: a cached copy is the file, and needs no network at all.
+        try:
+            return Path(
+                str(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache, local_files_only=True))
+            )
+        except (LocalEntryNotFoundError, OSError, ValueError):
+            pass
+        unreachable = _hub_unreachable()
+        if unreachable is not None:
+            raise ModelLoadError(f"{where} is not in {cache_note} and {unreachable}; {MODEL_FIX}")
     try:
         path = hf_hub_download(
-            repo_id,
-            filename,
-            revision=revision,
-            cache_dir=str(cache_dir) if cache_dir is not None else None,
-            local_files_only=offline,
-            **kwargs,
+            repo_id, filename, revision=revision, cache_dir=cache, local_files_only=offline, **kwargs
         )
     except LocalEntryNotFoundError as exc:
         if offline:
             raise ModelLoadError(
                 f"{where} is not in {cache_note} and offline mode is on (HF_HUB_OFFLINE / local_files_only); "
-                "run `kronos-bot download-model` with network access first, or pass a local directory"
+                f"{MODEL_FIX}"
             ) from exc
-        raise ModelLoadError(f"{where} is neither in {cache_note} nor reachable on the Hub: {exc}") from exc
+        raise ModelLoadError(f"{where} is neither in {cache_note} nor reachable on the Hub; {MODEL_FIX}") from exc
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
         raise ModelLoadError(f"{where} does not exist on the Hub: {exc}") from exc
     except (HfHubHTTPError, OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot download {where}: {exc}") from exc
+        raise ModelLoadError(f"cannot download {where}: {exc}; {MODEL_FIX}") from exc
     return Path(str(path))
+
+
+def _hub_unreachable() -> str | None:
+    """Why the Hub cannot be reached, in words, when a DNS lookup already says so (None: go and try).
+
+    huggingface_hub retries a failed lookup five times with backoff (about 24 s) before giving up; a
+    machine without DNS for the Hub fails the same way every time, so one lookup decides at once.
+    """
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    host = urlsplit(constants.ENDPOINT).hostname
+    if not host:
+        return None
+    try:
+        socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"the Hub cannot be reached: DNS lookup of {host} failed ({exc.strerror or exc}; no internet?)"
+    except OSError:
+        return None
+    return None
 
 
 def _quiet_tqdm_class() -> type:

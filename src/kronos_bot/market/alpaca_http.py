@@ -27,7 +27,7 @@ from alpaca.data.historical.news import NewsClient
 
 from kronos_bot import retry
 from kronos_bot.logs import get_logger
-from kronos_bot.retry import Failure, RetryFailed, RetryPolicy, parse_retry_after
+from kronos_bot.retry import Failure, RetryFailed, RetryPolicy, describe_transport_error, parse_retry_after
 
 # Longest single wait between attempts, seconds (caps both backoff doubling and a 429's Retry-After).
 MAX_RETRY_DELAY_SECONDS = 60.0
@@ -56,12 +56,13 @@ def classify(exc: BaseException) -> Failure | None:
         if status is not None and status >= 500:
             return Failure(True, f"HTTP {status}", status)
         return Failure(False, f"HTTP {status}: {str(exc)[:200]}", status)
-    if isinstance(exc, requests.exceptions.Timeout):
-        return Failure(True, "timeout")
     if isinstance(exc, requests.exceptions.JSONDecodeError):
         return Failure(True, "malformed JSON")
-    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError)):
-        return Failure(True, f"connection error: {type(exc).__name__}")
+    if isinstance(
+        exc,
+        (requests.exceptions.Timeout, requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError),
+    ):
+        return Failure(True, describe_transport_error(exc))
     return None
 
 

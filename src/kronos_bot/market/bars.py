@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from os import PathLike
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -333,6 +333,7 @@ class AlpacaMarketData:
         health: OutageLog | None = None,
     ) -> None:
         self._bars_settings = settings.bars
+        self._health = health
         self._client = client or data_client(settings, sleep=sleep, health=health)
         self._feed = CryptoFeed(settings.bars.feed)
         # Symbols whose last window had no volume at all: warned once when that starts, noted when it ends.
@@ -356,10 +357,11 @@ class AlpacaMarketData:
             by_symbol = {s: _bars_to_frame(barset.data.get(s, [])) for s in symbols}  # type: ignore[union-attr]
         except (MarketDataError, pydantic.ValidationError, ValueError, KeyError, TypeError) as exc:
             detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-            log.error("data.fetch_failed", what="bars", symbols=list(symbols), error=detail)
+            # One line for the whole request (each symbol's skip is in its decision); inside an ongoing
+            # market_data outage it repeats what `degraded.start` said, so it is debug (and counted).
+            self._say(log.error, "data.fetch_failed", what="bars", symbols=list(symbols), error=detail)
             for symbol in symbols:
                 results[symbol] = BarsProblem(symbol, "fetch_failed", detail)
-                log.warning("data.invalid", symbol=symbol, reason="fetch_failed", detail=detail)
             return results
 
         for symbol in symbols:
@@ -378,6 +380,11 @@ class AlpacaMarketData:
             self._note_zero_volume(symbol, "zero_volume" in checked.warnings)
             results[symbol] = checked.df
         return results
+
+    def _say(self, emit: Callable[..., Any], event: str, **fields: Any) -> None:
+        """`emit` the event, or debug while an ongoing market_data outage already says it (counted there)."""
+        quiet = self._health is not None and self._health.repeat("market_data", event)
+        (log.debug if quiet else emit)(event, **fields)
 
     def _note_zero_volume(self, symbol: str, zero: bool) -> None:
         if zero and symbol not in self._zero_volume:
@@ -417,7 +424,7 @@ class AlpacaMarketData:
             )
         except (MarketDataError, pydantic.ValidationError, ValueError, KeyError, TypeError) as exc:
             detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-            log.error("data.fetch_failed", what="latest_trades", symbols=list(symbols), error=detail)
+            self._say(log.error, "data.fetch_failed", what="latest_trades", symbols=list(symbols), error=detail)
             return {}
         prices: dict[str, Decimal] = {}
         for symbol in symbols:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from kronos_bot.config import NotifyLevel
+from kronos_bot.reading import price_text
 from kronos_bot.trader.events import DailySummary, DegradedChange, TraderStarted
 from kronos_bot.trader.records import PositionRecord
 
@@ -57,14 +58,8 @@ def signed_percent(value: Decimal) -> str:
 
 
 def price(value: Decimal) -> str:
-    """97,412.35 and 1.50; below 1, six significant digits (0.0000123457), never rounded to nothing."""
-    if abs(value) >= 1:
-        return f"{value.quantize(_CENT, rounding=ROUND_HALF_UP):,.2f}"
-    if value == 0:
-        return "0"
-    text = f"{value:.6g}"
-    # `g` switches to an exponent below 1e-4: spell the digits out (a phone reader does not parse 1.2e-05).
-    return f"{Decimal(text):f}" if "e" in text.lower() else text
+    """The one reading rule for prices (kronos_bot.reading): 97,412.35, 0.0000123457."""
+    return price_text(value)
 
 
 def quantity(value: Decimal) -> str:

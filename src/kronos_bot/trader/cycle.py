@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -60,8 +60,27 @@ class CycleReport:
     events: list[dict[str, Any]] = field(default_factory=list)
     entries: list[EntryOutcome] = field(default_factory=list)
     durations: dict[str, float] = field(default_factory=dict)
-    status: str = "ok"
+    status: str = "ok"  # ok | partial | failed (see cycle_status)
     journal_cycle_id: int | None = None
+
+
+R_DATA_INVALID = "data_invalid"
+MARKET_DATA_FIX = (
+    "check the machine's network and DNS (Alpaca's data API, data.alpaca.markets), or bars.data_url_override; "
+    "the symbols are skipped until the bars come back, exits keep running"
+)
+# Decision reasons that say a part was missing, not that the market said no.
+OUTAGE_REASONS = frozenset({R_DATA_INVALID, "kronos_unavailable", "broker_unavailable", "broker_auth"})
+
+
+def cycle_status(report: CycleReport, degraded: Sequence[str]) -> str:
+    """`ok` (every part answered), `partial` (decisions were made, but a part was down, a symbol had no
+    usable data or an entry's outcome is unknown) or `failed` (not one symbol had usable bars)."""
+    if report.decisions and all(R_DATA_INVALID in d.reasons for d in report.decisions):
+        return "failed"
+    outage = any(OUTAGE_REASONS.intersection(d.reasons) for d in report.decisions)
+    troubled = any(e.status in ("unknown", "unavailable", "error") for e in report.entries)
+    return "partial" if degraded or outage or troubled else "ok"
 
 
 def report_broker_down(health: DegradedTracker, exc: BrokerUnavailable, what: str) -> None:
@@ -69,7 +88,7 @@ def report_broker_down(health: DegradedTracker, exc: BrokerUnavailable, what: st
     if isinstance(exc, BrokerAuthError):
         health.set("broker_auth", str(exc), fix=BrokerAuthError.FIX)
     else:
-        health.set("broker", f"{what}: {exc}")
+        health.set("broker", f"{what}: {exc}", fix=BrokerUnavailable.FIX)
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -184,8 +203,9 @@ class EntryCycle:
             log.info("cycle.start", at=now.isoformat(), symbols=self.settings.symbols, trade=trade)
             try:
                 self._run(report, now, trade)
+                report.status = cycle_status(report, [d.name for d in self.health.active()])
             except Exception as exc:  # a cycle never takes the daemon down; the next one starts afresh
-                report.status = "error"
+                report.status = "failed"
                 log.exception("cycle.error", error=f"{type(exc).__name__}: {exc}")
             finally:
                 stats = {
@@ -254,7 +274,7 @@ class EntryCycle:
                     action=Action.SKIP,
                     tier=None,
                     notional=Decimal(0),
-                    reasons=["data_invalid"],
+                    reasons=[R_DATA_INVALID],
                     decided_at=now,
                     detail=f"bars: {problem}",
                 )
@@ -307,7 +327,11 @@ class EntryCycle:
             else:
                 problems[symbol] = "no_bars"
         failed = [s for s, p in problems.items() if p.startswith("fetch_failed")]
-        self.health.update("market_data", f"bars fetch failed for {', '.join(failed)}" if failed else None)
+        if failed:
+            cause = problems[failed[0]].removeprefix("fetch_failed").lstrip(": ")
+            self.health.set("market_data", f"bars fetch failed for {', '.join(failed)}: {cause}", fix=MARKET_DATA_FIX)
+        else:
+            self.health.clear("market_data")
         return bars, problems
 
     def _sentiment(self, symbols: list[str], now: datetime) -> dict[str, SentimentResult]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from kronos_bot.broker import Broker
 from kronos_bot.broker.factory import make_broker
@@ -36,11 +37,12 @@ from kronos_bot.market.bars import AlpacaMarketData
 from kronos_bot.market.news import FearGreedProvider, build_news_feed
 from kronos_bot.notify.listener import Notifications, notifications_from_settings
 from kronos_bot.systemd import Notifier
+from kronos_bot.trader.banner import banner_fields, banner_lines, heartbeat_fields, startup_facts
 from kronos_bot.trader.cycle import CycleReport, EntryCycle, report_broker_down
 from kronos_bot.trader.events import EventHub, TraderStarted, summarize_day
 from kronos_bot.trader.execution import Executor
 from kronos_bot.trader.exit_monitor import ExitMonitor
-from kronos_bot.trader.forecast_source import ForecasterHandle
+from kronos_bot.trader.forecast_source import ForecasterHandle, report_forecaster_down
 from kronos_bot.trader.health import DegradedTracker
 from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.metrics import TraderMetrics
@@ -54,6 +56,11 @@ log = get_logger("kronos_bot.trader.daemon")
 Clock = Callable[[], datetime]
 # Seconds the queued notifications (the stop message above all) may take to go out at shutdown.
 NOTIFY_CLOSE_SECONDS = 5.0
+# schedule.run_on_start: the first cycle this long after the start, unless a scheduled one comes within
+# the gap anyway.
+RUN_ON_START_DELAY_SECONDS = 2.0
+RUN_ON_START_MIN_GAP_SECONDS = 60.0
+FIRST_HEARTBEAT_SECONDS = 60.0
 # APScheduler's own warning for a run skipped because the previous one still runs; we log `job.skipped`.
 _APSCHEDULER_SKIP_PREFIX = 'Execution of job "%s" skipped: maximum number of running instances'
 
@@ -241,6 +248,7 @@ class TraderDaemon:
         self._running_lock = threading.Condition()
         self._stopping = threading.Event()
         self._stop_reason = "shutdown"
+        self._started = time.monotonic()
         self.metrics_server: MetricsServer | None = None
 
     def _install_skip_reporting(self) -> None:
@@ -312,16 +320,14 @@ class TraderDaemon:
         from apscheduler.triggers.interval import IntervalTrigger
 
         sched = self.settings.schedule
-        entry_trigger: Any = (
-            IntervalTrigger(seconds=sched.entry_interval_seconds, timezone=UTC)
-            if sched.entry_interval_seconds
-            else CronTrigger(minute=sched.entry_minutes, second=sched.entry_offset_seconds, timezone=UTC)
-        )
+        first_entry, first_exit = self.first_runs()
+        entry_options = {"next_run_time": first_entry} if sched.run_on_start else {}
         self.scheduler.add_job(
             self._guarded("entry", self.entry_job),
-            entry_trigger,
+            self._entry_trigger(),
             id="entry",
             name="entry cycle",
+            **entry_options,
             **self.job_options,
         )
         self.scheduler.add_job(
@@ -329,9 +335,20 @@ class TraderDaemon:
             IntervalTrigger(seconds=sched.exit_interval_seconds, timezone=UTC),
             id="exit",
             name="exit monitor",
-            next_run_time=datetime.now(UTC) + timedelta(seconds=1),
+            next_run_time=first_exit,
             **self.job_options,
         )
+        heartbeat = self.settings.logging.heartbeat_minutes
+        if heartbeat:
+            self.scheduler.add_job(
+                self.heartbeat_job,
+                IntervalTrigger(minutes=heartbeat, timezone=UTC),
+                id="heartbeat",
+                name="heartbeat",
+                # The first one a minute after the start: a newcomer sees the bot is alive right away.
+                next_run_time=datetime.now(UTC) + timedelta(seconds=FIRST_HEARTBEAT_SECONDS),
+                **self.job_options,
+            )
         notify = self.settings.notify
         if self.parts.notifications is not None and notify.events.daily_summary:
             self.scheduler.add_job(
@@ -350,6 +367,64 @@ class TraderDaemon:
                 name="systemd watchdog",
                 **self.job_options,
             )
+
+    def _entry_trigger(self) -> Any:
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        sched = self.settings.schedule
+        if sched.entry_interval_seconds:
+            return IntervalTrigger(seconds=sched.entry_interval_seconds, timezone=UTC)
+        return CronTrigger(minute=sched.entry_minutes, second=sched.entry_offset_seconds, timezone=UTC)
+
+    def first_runs(self) -> tuple[datetime | None, datetime]:
+        """When the first entry cycle and the first exit tick run (what the banner announces).
+
+        With `run_on_start` the first cycle runs a few seconds after the start, unless a scheduled one is
+        due within RUN_ON_START_MIN_GAP_SECONDS anyway (two cycles a few seconds apart would only repeat).
+        """
+        now = datetime.now(UTC)
+        first_exit = now + timedelta(seconds=1)
+        scheduled = self._entry_trigger().get_next_fire_time(None, now)
+        if not self.settings.schedule.run_on_start:
+            return scheduled, first_exit
+        soon = now + timedelta(seconds=RUN_ON_START_DELAY_SECONDS)
+        if scheduled is not None and (scheduled - now).total_seconds() <= RUN_ON_START_MIN_GAP_SECONDS:
+            return scheduled, first_exit
+        return soon, first_exit
+
+    def heartbeat_job(self) -> None:
+        """`heartbeat`: alive, what is held, what is degraded, when the next decision comes."""
+        entry = self.scheduler.get_job("entry")
+        last = self.parts.cycle.last_report
+        log.info(
+            "heartbeat",
+            **heartbeat_fields(
+                open_symbols=[p.symbol for p in self.parts.journal.open_positions()],
+                degraded=[d.name for d in self.parts.health.active()],
+                next_cycle=getattr(entry, "next_run_time", None),
+                last_cycle=last.started_at if last is not None else None,
+                last_status=last.status if last is not None else None,
+                uptime_seconds=time.monotonic() - self._started,
+            ),
+        )
+
+    def announce_banner(self, stream: TextIO | None = None) -> None:
+        """The start-up banner: one `trader.banner` event, and on a terminal a short readable block."""
+        from kronos_bot import __version__
+
+        first_entry, first_exit = self.first_runs()
+        facts = startup_facts(
+            self.settings,
+            version=__version__,
+            mode=trading_mode(self.settings),
+            next_entry_cycle=first_entry,
+            next_exit_tick=first_exit,
+        )
+        log.info("trader.banner", **banner_fields(facts))
+        out = stream or sys.stdout
+        if out.isatty():
+            print("\n".join(banner_lines(facts)), file=out, flush=True)
 
     # ----- lifecycle -----
 
@@ -391,7 +466,7 @@ class TraderDaemon:
                 waiter(fs.ready_timeout_seconds)
                 self.parts.health.clear("forecaster")
             except ForecasterUnavailable as exc:
-                self.parts.health.set("forecaster", str(exc))
+                report_forecaster_down(self.parts.health, str(exc))
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, _frame: FrameType | None) -> None:
@@ -450,6 +525,7 @@ class TraderDaemon:
 
     def run(self) -> int:
         self.install_signal_handlers()
+        self.announce_banner()
         self._start_metrics()
         self.startup()
         if self._stopping.is_set():

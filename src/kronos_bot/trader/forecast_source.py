@@ -22,6 +22,15 @@ from kronos_bot.forecast_types import (
 from kronos_bot.trader.health import DegradedTracker
 
 COMPONENT = "forecaster"
+# Said with a forecaster outage whose reason brings no fix of its own (a model load failure does).
+FORECASTER_FIX = (
+    "systemctl status kronos-forecaster (or start `kronos-bot forecaster`); with forecaster.mode inprocess "
+    "the model loads in the trader instead; entries pause, exits keep running"
+)
+
+
+def report_forecaster_down(health: DegradedTracker, error: str) -> None:
+    health.set(COMPONENT, error, **({} if "fix:" in error else {"fix": FORECASTER_FIX}))
 
 
 class ForecasterHandle:
@@ -72,7 +81,7 @@ class ForecasterHandle:
 
     def _fail(self, error: str) -> None:
         self._last_error = error
-        self._health.set(COMPONENT, error)
+        report_forecaster_down(self._health, error)
 
     def forecast(self, series: Sequence[SeriesInput], params: SamplingParams) -> list[SeriesForecast]:
         forecaster = self.get()
@@ -80,7 +89,7 @@ class ForecasterHandle:
             result = forecaster.forecast(series, params)
         except ForecasterUnavailable as exc:  # a bad series (ForecastInputError) is not an outage: it propagates
             self._last_error = str(exc)
-            self._health.set(COMPONENT, str(exc))
+            report_forecaster_down(self._health, str(exc))
             raise
         self._health.clear(COMPONENT)
         return result

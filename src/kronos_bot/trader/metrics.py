@@ -65,7 +65,7 @@ class TraderMetrics(NoEvents):
         self.entries = Counter("kronos_bot_entries", "Positions opened, by size tier.", ["tier"], registry=r)
         self.exits = Counter("kronos_bot_exits", "Positions closed, by exit reason.", ["reason"], registry=r)
         self.cycles = Counter(
-            "kronos_bot_cycles", "Entry cycles by outcome (ok, partial, error).", ["status"], registry=r
+            "kronos_bot_cycles", "Entry cycles by outcome (ok, partial, failed).", ["status"], registry=r
         )
         self.cycle_seconds = Histogram(
             "kronos_bot_cycle_seconds", "Duration of one entry cycle.", buckets=CYCLE_BUCKETS, registry=r

@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from kronos_bot.broker.base import Account
+from kronos_bot.reading import price_text
 from kronos_bot.trader.records import PositionRecord
 
 CENT = Decimal("0.01")
@@ -149,21 +150,6 @@ def percent_text(value: Decimal | str) -> str:
     """A signed percentage to 2 decimals; one that rounds to zero has no sign (never "-0.00 %")."""
     pct = Decimal(value).quantize(CENT, ROUND_HALF_EVEN)
     return "0.00 %" if pct == 0 else f"{pct:+.2f} %"
-
-
-def price_text(value: Decimal | str | None, increment: Decimal | None = None) -> str:
-    """A price for reading: 2 decimals from $1 up and 6 significant digits below, never finer than the
-    asset's increment when known (a coarse increment wins; a 1e-9 one does not spell out 9 decimals)."""
-    if value is None:
-        return "n/a"
-    price = Decimal(value)
-    if price == 0:
-        return "0"
-    decimals = 2 if abs(price) >= 1 else max(0, 5 - price.adjusted())
-    if increment is not None and increment > 0:
-        decimals = min(decimals, max(0, -increment.normalize().as_tuple().exponent))  # type: ignore[operator]
-        price = price.quantize(increment.normalize(), ROUND_HALF_EVEN)
-    return f"{price:,.{decimals}f}"
 
 
 def _short(reason: object, limit: int = REASON_CHARS) -> str:

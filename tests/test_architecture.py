@@ -19,6 +19,7 @@ SHARED = (
     "kronos_bot.logs",
     "kronos_bot.domain",
     "kronos_bot.forecast_types",
+    "kronos_bot.reading",
     "kronos_bot.retry",
     "kronos_bot.systemd",
 )

@@ -346,6 +346,7 @@ def test_a_bad_config_stops_every_command_with_exit_2(
     required = {
         "backtest": ["--data", str(BARS)],
         "evaluate": ["--data", str(BARS)],
+        "optimize": ["--data", str(BARS)],
         "forecast": ["btc"],
         "config": ["check"],
     }

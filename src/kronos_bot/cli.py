@@ -17,6 +17,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 from kronos_bot import __version__
 from kronos_bot.commands.failures import EXIT_OK, EXIT_USAGE, describe_failure
@@ -35,6 +36,7 @@ COMMAND_MODULES: dict[str, str] = {
     "download-model": "kronos_bot.commands.download_model",
     "backtest": "kronos_bot.commands.backtest",
     "evaluate": "kronos_bot.commands.evaluate",
+    "optimize": "kronos_bot.commands.optimize",
     "config": "kronos_bot.commands.config_cmd",
     "notify-test": "kronos_bot.commands.notify_test",
 }
@@ -47,14 +49,44 @@ def _command_modules() -> dict[str, ModuleType]:
     return {name: importlib.import_module(path) for name, path in COMMAND_MODULES.items()}
 
 
+class _LayeringSubParsersAction(argparse._SubParsersAction):
+    """Sub-commands whose --config files are added after the ones given before the sub-command.
+
+    argparse parses a sub-command into a fresh namespace and copies it over the parent's, so a repeated
+    (append) option given on both sides of the sub-command would keep only the sub-command's list. The
+    files are layers merged in order, so losing the earlier ones would silently validate something else:
+    this keeps both, in command-line order (before the sub-command first, then after it, at any depth).
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        before = getattr(namespace, "config", None)
+        super().__call__(parser, namespace, values, option_string)
+        after = getattr(namespace, "config", None)
+        if before and after is not before:
+            namespace.config = [*before, *(after or [])]
+
+
 def add_common_options(parser: argparse.ArgumentParser, suppress_defaults: bool = True) -> None:
-    """--config / --log-format / --log-level, accepted before or after any (sub-)command."""
+    """--config / --log-format / --log-level, accepted before or after any (sub-)command.
+
+    --config may be repeated: the files are merged in command-line order (see config.load_settings), and
+    the sub-commands this parser gets later keep the files given before them (_LayeringSubParsersAction).
+    """
     default = argparse.SUPPRESS if suppress_defaults else None
+    parser.register("action", "parsers", _LayeringSubParsersAction)
     parser.add_argument(
         "--config",
         metavar="PATH",
+        action="append",
         default=default,
-        help="YAML config file (default: $KRONOS_BOT_CONFIG, else config/bot.yaml)",
+        help="YAML config file; repeat to layer overlays, later files overriding earlier ones key by key "
+        "(default: $KRONOS_BOT_CONFIG, else config/bot.yaml)",
     )
     parser.add_argument(
         "--log-format",

@@ -1,22 +1,28 @@
 """The one validated settings object: `config/bot.yaml`, overridden by environment, secrets from env/.env.
 
 Precedence (highest first): environment variables `KRONOS_BOT__SECTION__KEY`, then `.env`, then the YAML
-file, then the defaults below. Every section forbids unknown keys so a typo in YAML refuses to start
-instead of silently using a default; `ConfigError` carries the file, the dotted key path and the reason.
-For the same reason an empty file, a secret written in the YAML (under any of its names, in any case, at
-any depth) and a non-finite number (.inf / .nan, or "inf" from the environment) are refused too.
+file(s), then the defaults below. Several YAML files may be layered (`--config base.yaml --config
+overlay.yaml`): each is read and checked on its own, then they are deep-merged in order (see
+`merge_layers`) and only the result is validated, so an overlay may hold just the keys it changes.
+
+Every section forbids unknown keys so a typo in YAML refuses to start instead of silently using a
+default; `ConfigError` carries the file, the dotted key path and the reason. For the same reason an empty
+file, a secret written in the YAML (under any of its names, in any case, at any depth) and a non-finite
+number (.inf / .nan, or "inf" from the environment) are refused too.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import ipaddress
 import json
 import os
 import re
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 
 import yaml
 from dotenv import dotenv_values
@@ -25,6 +31,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -509,6 +516,10 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(None, validation_alias=AliasChoices("KRONOS_BOT_METRICS_TOKEN"))
     # Which file was read; accepted here so KRONOS_BOT_CONFIG may live in .env. Not a setting.
     config_file: str | None = Field(None, validation_alias=AliasChoices("KRONOS_BOT_CONFIG"), exclude=True)
+    # The YAML files load_settings merged, in order, and which of them set each key last (key path ->
+    # file): private, so neither the fingerprint nor the printed config depends on where a value was written.
+    _config_files: tuple[Path, ...] = PrivateAttr(default=())
+    _config_origins: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
 
     @field_validator(*SECRET_FIELDS, mode="before")
     @classmethod
@@ -566,6 +577,11 @@ class Settings(BaseSettings):
         return [u for u in re.split(r"[\s,]+", raw) if u]
 
     @property
+    def config_files(self) -> tuple[Path, ...]:
+        """The YAML files this was loaded from, base first (empty when built without `load_settings`)."""
+        return self._config_files
+
+    @property
     def has_alpaca_keys(self) -> bool:
         return bool(self.alpaca_api_key and self.alpaca_secret_key)
 
@@ -594,13 +610,20 @@ _YAML_DATA: ContextVar[dict[str, Any]] = ContextVar("_YAML_DATA")
 
 
 class ConfigError(Exception):
-    """A configuration problem: names the file, the key path and the reason, one line each."""
+    """A configuration problem: names the file, the key path and the reason, one line each.
 
-    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+    `blame` maps a problem's key to the file(s) that set it, for loads of several files: the header then
+    lists all of them and each such line starts with its own file(s), so the user edits the right one.
+    """
+
+    def __init__(self, source: str, problems: list[tuple[str, str]], blame: Mapping[str, str] | None = None) -> None:
         self.source = source
         self.problems = problems
+        self.blame = dict(blame or {})
         lines = [f"invalid configuration ({source}):"]
-        lines += [f"  {key}: {reason}" for key, reason in problems]
+        for key, reason in problems:
+            where = f"{self.blame[key]}: " if key in self.blame else ""
+            lines.append(f"  {where}{key}: {reason}")
         super().__init__("\n".join(lines))
 
 
@@ -608,14 +631,31 @@ class ConfigError(Exception):
 START_REFUSED = "refusing to start; fix the configuration and try again."
 
 
-def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
-    """--config, else $KRONOS_BOT_CONFIG (environment, then .env), else config/bot.yaml."""
-    if explicit:
-        return Path(explicit)
+# One path (as before), the list of a repeated --config, or None for "not given".
+ConfigPaths: TypeAlias = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
+
+
+def resolve_config_paths(explicit: ConfigPaths) -> list[Path]:
+    """--config (one path or several, in order), else $KRONOS_BOT_CONFIG (environment, then .env), else
+    config/bot.yaml. Empty entries count as not given, as an empty single --config always did."""
+    given = [explicit] if isinstance(explicit, str | os.PathLike) else list(explicit or [])
+    paths = [Path(entry) for entry in given if entry]
+    if paths:
+        return paths
     from_env = os.environ.get(CONFIG_ENV_VAR)
     if not from_env and Path(".env").is_file():
         from_env = dotenv_values(".env").get(CONFIG_ENV_VAR)
-    return Path(from_env) if from_env else DEFAULT_CONFIG_PATH
+    return [Path(from_env) if from_env else DEFAULT_CONFIG_PATH]
+
+
+def resolve_config_path(explicit: ConfigPaths) -> Path:
+    """The base config file: the first of resolve_config_paths (the only one unless overlays are given)."""
+    return resolve_config_paths(explicit)[0]
+
+
+def config_source_label(paths: Sequence[str | os.PathLike[str]]) -> str:
+    """How errors and `config check` name a load: the files in merge order, joined by ' + '."""
+    return " + ".join(str(path) for path in paths)
 
 
 def _normal_key(name: str) -> str:
@@ -660,37 +700,123 @@ def _secrets_in(data: Any, names: dict[str, str], prefix: str = "") -> list[tupl
     return found
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, overlay_of: Path | None = None) -> dict[str, Any]:
+    """One file's mapping, refused (naming that file) when missing, unreadable, empty or holding a secret.
+
+    `overlay_of` is the base file when `path` is layered over it: the error then says so, because "not
+    found" for a file the user thinks of as an add-on is easier to place with the base beside it.
+    """
+    source = str(path) if overlay_of is None else f"{path}, overlay on {overlay_of}"
     if not path.exists():
-        raise ConfigError(str(path), [("(file)", "not found")])
+        raise ConfigError(source, [("(file)", "not found")])
     if not path.is_file():
-        raise ConfigError(str(path), [("(file)", "is not a regular file")])
+        raise ConfigError(source, [("(file)", "is not a regular file")])
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(str(path), [("(syntax)", str(exc).replace("\n", " "))]) from exc
+        raise ConfigError(source, [("(syntax)", str(exc).replace("\n", " "))]) from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), [("(file)", f"is not UTF-8 text ({exc.reason} at byte {exc.start})")]) from exc
+        raise ConfigError(source, [("(file)", f"is not UTF-8 text ({exc.reason} at byte {exc.start})")]) from exc
     except OSError as exc:
-        raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from exc
+        raise ConfigError(source, [("(file)", exc.strerror or str(exc))]) from exc
     if data is None:
         # An empty, truncated or all-comments file is far likelier an accident than a wish for the defaults
-        # (which `{}` still states explicitly).
-        raise ConfigError(
-            str(path), [("(file)", "is empty (no settings, only comments or null); start from config/bot.yaml")]
-        )
+        # (which `{}` still states explicitly); for an overlay, than a wish to change nothing.
+        hint = "start from config/bot.yaml" if overlay_of is None else "an overlay lists the keys it changes"
+        raise ConfigError(source, [("(file)", f"is empty (no settings, only comments or null); {hint}")])
     if not isinstance(data, dict):
-        raise ConfigError(str(path), [("(top level)", "must be a mapping of sections")])
+        raise ConfigError(source, [("(top level)", "must be a mapping of sections")])
     leaked = _secrets_in(data, secret_key_names())
     if leaked:
         raise ConfigError(
-            str(path),
+            source,
             [
                 (key, f"secrets belong in the environment or .env (as {carrier}), not in the YAML file")
                 for key, carrier in leaked
             ],
         )
     return data
+
+
+def merge_layers(layers: Sequence[Mapping[Any, Any]]) -> dict[Any, Any]:
+    """Deep-merge config mappings, later ones winning key by key; the inputs are not modified.
+
+    A mapping over a mapping merges recursively, so an overlay names only the keys it changes; anything
+    else (a list, a scalar, null, or a mapping over a non-mapping) replaces the earlier value whole: a
+    symbols list in an overlay is the new list, not extra symbols.
+    """
+    merged: dict[Any, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    for layer in layers:
+        _merge_into(merged, layer, "", origins, ())
+    return merged
+
+
+def _merge_into(
+    target: dict[Any, Any],
+    overlay: Mapping[Any, Any],
+    source: str,
+    origins: dict[tuple[str, ...], str],
+    prefix: tuple[str, ...],
+) -> None:
+    """Merge `overlay` into `target` in place, recording in `origins` which source set each leaf last."""
+    for key, value in overlay.items():
+        # Top-level names are matched like the settings model matches them (case-insensitively), so
+        # `Risk:` in an overlay changes the base's `risk:` instead of sitting beside it; sections below are
+        # case-sensitive models, where a differently spelled key is an unknown key either way.
+        if not prefix:
+            key = next((k for k in target if str(k).lower() == str(key).lower()), key)
+        path = (*prefix, str(key))
+        current = target.get(key)
+        if isinstance(value, Mapping) and isinstance(current, dict):
+            _merge_into(current, value, source, origins, path)
+            continue
+        for stale in [p for p in origins if p[: len(path)] == path]:
+            del origins[stale]
+        if isinstance(value, Mapping) and value:
+            target[key] = {}
+            _merge_into(target[key], value, source, origins, path)
+        else:
+            # Lists are replaced whole and copied, so the merged data shares nothing with the layers.
+            target[key] = copy.deepcopy(value) if isinstance(value, list | Mapping) else value
+            origins[path] = source
+
+
+def _blame(
+    key: str,
+    reason: str,
+    origins: Mapping[tuple[str, ...], str],
+    order: Sequence[str],
+    overrides: Mapping[str, Any] | None = None,
+) -> str | None:
+    """The file(s) to fix for one problem: the file that set `key` (or the value holding it) last, plus
+    any later file that set a key the reason compares it with; None when only defaults, the environment or
+    an explicit override are involved, since no file is then the place to fix it.
+
+    The partners matter because a check between two keys reports the one it validates: an overlay that
+    lowers `engine.tiers.triple_confirmed` is refused as `engine.tiers.kronos_only`, which the base set.
+    Only later partners count: a value checked against what earlier files established is the one to fix.
+    A partner is named in the reason by its full dotted path, or by its bare name within the same section.
+    """
+    parts = tuple(key.split("."))
+    if parts[0] in (overrides or {}) or _env_override_for(key):
+        return None
+    rank = {name: index for index, name in enumerate(order)}
+    files: set[str] = set()
+    owner_rank = -1  # the key came from the defaults: every file that set a partner is later
+    for depth in range(len(parts), 0, -1):
+        if parts[:depth] in origins:
+            files.add(origins[parts[:depth]])
+            owner_rank = rank[origins[parts[:depth]]]
+            break
+    said = reason.split(" (got ")[0]  # the rejected value is the user's text, not a reference to a key
+    for path, source in origins.items():
+        if path[: len(parts)] == parts or rank[source] <= owner_rank or _env_override_for(".".join(path)):
+            continue
+        names = [".".join(path)] + ([path[-1]] if path[:-1] == parts[:-1] else [])
+        if any(re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", said) for name in names):
+            files.add(source)
+    return config_source_label([name for name in order if name in files]) if files else None
 
 
 def _env_override_for(key_path: str) -> str | None:
@@ -731,17 +857,36 @@ def _format_validation_error(exc: ValidationError) -> list[tuple[str, str]]:
     return problems
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Read, merge and validate the configuration; raises ConfigError naming file, key and reason."""
-    config_path = resolve_config_path(path)
-    data = _read_yaml(config_path)
-    token = _YAML_DATA.set(data)
+def load_settings(path: ConfigPaths = None, **overrides: Any) -> Settings:
+    """Read, merge and validate the configuration; raises ConfigError naming file, key and reason.
+
+    `path` is one file or several (base first, overlays after); every file is checked on its own before
+    the merge (see `merge_layers`), and only the merged result is validated. With several files each
+    error line names the file that set the key last, so a bad overlay is not mistaken for a bad base.
+    """
+    paths = resolve_config_paths(path)
+    merged: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    for index, config_path in enumerate(paths):
+        layer = _read_yaml(config_path, overlay_of=paths[0] if index else None)
+        _merge_into(merged, layer, str(config_path), origins, ())
+    token = _YAML_DATA.set(merged)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(str(config_path), _format_validation_error(exc)) from None
+        problems = _format_validation_error(exc)
+        blame: dict[str, str] = {}
+        if len(paths) > 1:
+            for key, reason in problems:
+                culprit = _blame(key, reason, origins, [str(p) for p in paths], overrides)
+                if culprit is not None:
+                    blame[key] = culprit
+        raise ConfigError(config_source_label(paths), problems, blame) from None
     finally:
         _YAML_DATA.reset(token)
+    settings._config_files = tuple(paths)
+    settings._config_origins = origins
+    return settings
 
 
 def _who() -> str:
@@ -797,7 +942,7 @@ def journal_path_problem(path: str) -> str | None:
     return None
 
 
-def check_journal_path(settings: Settings, config_path: str | os.PathLike[str] | None) -> None:
+def check_journal_path(settings: Settings, config_path: ConfigPaths) -> None:
     """Raise ConfigError(journal.path: reason) when the journal cannot be used, for commands that write it.
 
     Not part of load_settings, which every command runs: the commands that only read (status, decisions,
@@ -811,4 +956,8 @@ def check_journal_path(settings: Settings, config_path: str | os.PathLike[str] |
     env_name = _env_override_for("journal.path")
     if env_name:
         reason = f"{reason} [set by environment variable {env_name}]"
-    raise ConfigError(str(resolve_config_path(config_path)), [("journal.path", reason)])
+    paths = settings.config_files or tuple(resolve_config_paths(config_path))
+    order = [str(path) for path in paths]
+    culprit = _blame("journal.path", reason, settings._config_origins, order) if len(paths) > 1 else None
+    blame = {"journal.path": culprit} if culprit else None
+    raise ConfigError(config_source_label(paths), [("journal.path", reason)], blame)

@@ -173,3 +173,50 @@ def pit_chart(path: Path, histogram: Sequence[int], title: str = "") -> None:
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     fig.savefig(path)
+
+
+def history_chart(
+    path: Path, numbers: Sequence[int], values: Sequence[float], best: Sequence[float], title: str = ""
+) -> None:
+    """An optimisation history: each scored trial's objective (dots) and the best so far (a step line)."""
+    fig, (ax,) = _figure(1, 3.6)
+    ax.scatter(numbers, values, s=14, color="tab:blue", alpha=0.7, label="trial (in-sample objective)")
+    ax.step(numbers, best, where="post", color="tab:red", linewidth=1.2, label="best so far")
+    ax.set_xlabel("trial number")
+    ax.set_ylabel("objective")
+    ax.set_title(title or "Optimisation history")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.savefig(path)
+
+
+def importance_chart(path: Path, importances: Mapping[str, float], title: str = "") -> None:
+    """Parameter importances as horizontal bars, the most important on top."""
+    names = list(importances)[::-1]
+    fig, (ax,) = _figure(1, 0.8 + 0.35 * max(1, len(names)))
+    ax.barh(names, [importances[n] for n in names], color="tab:blue", alpha=0.8)
+    ax.set_xlabel("importance (share of the objective's variance)")
+    ax.set_title(title or "Parameter importances")
+    ax.grid(alpha=0.3, axis="x")
+    fig.savefig(path)
+
+
+def curves_chart(
+    path: Path,
+    curves: Mapping[str, tuple[Sequence[datetime], Sequence[float]]],
+    shaded: Sequence[tuple[datetime, datetime]] = (),
+    title: str = "",
+) -> None:
+    """Several equity curves on one axis, with time spans shaded (the out-of-sample parts of a study)."""
+    fig, (ax,) = _figure(1, 4.4)
+    for i, (start, end) in enumerate(shaded):
+        ax.axvspan(start, end, color="tab:gray", alpha=0.15, label="out-of-sample" if i == 0 else None)
+    for name, (times, values) in curves.items():
+        ax.plot(times, values, linewidth=1.1, label=name)
+    ax.set_ylabel("USD")
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    ax.set_title(title or "Equity")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    _concise_dates(ax)
+    fig.savefig(path)

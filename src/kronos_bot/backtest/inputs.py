@@ -83,6 +83,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
 
+def add_cost_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulated broker's costs and cash (backtest, optimize)."""
+    parser.add_argument(
+        "--fee-percent", type=float, metavar="PERCENT", help="fee per fill, percent (default: broker.sim.fee_percent)"
+    )
+    parser.add_argument(
+        "--slippage-bps", type=float, metavar="BPS", help="slippage, basis points (default: broker.sim.slippage_bps)"
+    )
+    parser.add_argument("--starting-cash", type=float, metavar="USD", help="USD (default: broker.sim.starting_cash)")
+
+
 def symbols_of(args: argparse.Namespace, settings: Settings) -> list[str]:
     """--symbols (already `BASE/USD`: parsed by argparse) or the config's."""
     return list(args.symbols) if args.symbols else list(settings.symbols)
@@ -165,3 +176,18 @@ def model_run(
     finally:
         close()
         cache.close()
+
+
+def run_settings_of(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The settings a replay runs with: the config with the command line's symbols, sampling and costs."""
+    from kronos_bot.backtest.options import backtest_settings
+
+    return backtest_settings(
+        settings,
+        symbols=symbols_of(args, settings),
+        samples=args.samples,
+        seed=args.seed,
+        fee_percent=args.fee_percent,
+        slippage_bps=args.slippage_bps,
+        starting_cash=args.starting_cash,
+    )

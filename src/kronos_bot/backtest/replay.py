@@ -87,11 +87,15 @@ class Replay:
         self.prices = ReplayPrices()
         self.journal = Journal(":memory:")
         self.broker = make_broker(settings, self.journal, self.prices, clock=self.clock)
+        # The journal is this replay's alone, and a rolled-back hour ends the replay (see SimStore).
+        self.broker.store.keep_in_memory()  # type: ignore[attr-defined]
         self.executor = Executor(self.broker, self.journal, settings, clock=self.clock, sleep=lambda _s: None)
         self.monitor = ExitMonitor(self.broker, self.journal, self.executor, settings, self.prices, clock=self.clock)
         self.entries: list[EntryOutcome] = []
         self.exit_mismatches = 0
         self._marked: datetime | None = None
+        self._open: list[PositionRecord] | None = None  # the last read of the open positions ...
+        self._open_at = -1  # ... at this count of the journal's row changes
 
     # ----- 1. exits -----
 
@@ -99,7 +103,7 @@ class Replay:
         """Every open position through the bar opening at `bar_open`; returns the positions it closed."""
         closed: list[PositionRecord] = []
         self._marked = None  # exit ticks move prices away from the marks
-        for position in self.journal.open_positions():
+        for position in self.open_positions():
             bar = self.store.bar(position.symbol, bar_open)
             if bar is None:
                 continue  # no trades that hour: the last price stands, nothing new to check
@@ -131,6 +135,20 @@ class Replay:
             if done is not None:
                 closed.append(done)
         return closed
+
+    def open_positions(self) -> list[PositionRecord]:
+        """The journal's open positions, read again only when a row of the journal changed since.
+
+        Why: every replayed hour asks, and most hours write nothing (no new high, no exit, no entry).
+        The connection's `total_changes` counts every row inserted, updated or deleted (rolled back or
+        not), and this journal has no other writer, so an unchanged count means an unchanged answer.
+        """
+        with self.journal.transaction() as conn:
+            changes = conn.total_changes
+        if self._open is None or changes != self._open_at:
+            self._open = self.journal.open_positions()
+            self._open_at = changes
+        return list(self._open)
 
     def _backstop(self, position_id: int, bar_open: datetime, backstop_before: Decimal | None) -> PositionRecord | None:
         """A backstop resting through the whole bar meets the bar's low (SimBroker.on_bar).

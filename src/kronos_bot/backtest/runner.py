@@ -168,10 +168,13 @@ def replay_hours(
     note: Callable[[int], None] | None = None,
     grade: bool = False,
     transform: Callable[[HourSignals], HourSignals] | None = None,
+    extras: bool = True,
 ) -> None:
     """Stage B over the period: exits, equity, decisions and entries at each boundary (see module doc);
     fills `run`. `grade` journals decisions, forecasts and shadows and scores them at the end, as the
-    live trader does; `transform` changes each hour's gates first (the ablation's variants)."""
+    live trader does; `transform` changes each hour's gates first (the ablation's variants). Without
+    `extras` the report's decision rows, price marks and benchmark are left out (the optimizer's trials
+    need none of them)."""
     settings = run.settings
     horizon = settings.gates.kronos.horizon
     model = fingerprint_of(run.model_info)
@@ -199,7 +202,8 @@ def replay_hours(
             tick(t)
             gates = {g.symbol: g for g in signals.gates}
             for decision in replay.decide_and_enter(signals):
-                run.decisions.append(decision_row(t, decision, gates.get(decision.symbol)))
+                if extras:
+                    run.decisions.append(decision_row(t, decision, gates.get(decision.symbol)))
                 if grade:
                     # Without the gate numbers (decisions.csv has them): only what attribution needs.
                     journal.record_decision(decision)
@@ -220,13 +224,15 @@ def replay_hours(
     replay.exits(period.end - HOUR)
     tick(period.end)
     run.positions = replay.positions()
+    run.entry_outcomes = dict(Counter(e.status for e in replay.entries))
+    run.exit_mismatches = replay.exit_mismatches
+    if not extras:
+        return
     run.start_marks = {s: store.mark(s, period.start) for s in settings.symbols}
     run.end_marks = {s: store.mark(s, period.end) for s in settings.symbols}
     boundaries = list(period.boundaries())
     run.marks = {s: [store.mark(s, t) for t in boundaries] for s in settings.symbols}
-    run.benchmark = _equal_weight(store, settings, boundaries, run.start_marks)
-    run.entry_outcomes = dict(Counter(e.status for e in replay.entries))
-    run.exit_mismatches = replay.exit_mismatches
+    run.benchmark = equal_weight(store.mark, settings, boundaries, run.start_marks)
     if grade:
         grade_run(run, journal, store)
 
@@ -269,10 +275,14 @@ def grade_run(run: BacktestRun, journal: Journal, store: BarStore) -> None:
     run.gates = gate_document(journal)
 
 
-def _equal_weight(
-    store: BarStore, settings: Settings, boundaries: list[datetime], start_marks: dict[str, Decimal | None]
+def equal_weight(
+    mark: Callable[[str, datetime], Decimal | None],
+    settings: Settings,
+    boundaries: list[datetime],
+    start_marks: dict[str, Decimal | None],
 ) -> list[Decimal]:
-    """Starting cash split equally over the symbols at the first boundary, held to the end (no fees)."""
+    """Starting cash split equally over the symbols at the first boundary, held to the end (no fees);
+    `mark(symbol, t)` is the price at t (`BarStore.mark`)."""
     cash = Decimal(str(settings.broker.sim.starting_cash))
     held = [s for s, m in start_marks.items() if m]
     if not held:
@@ -283,8 +293,8 @@ def _equal_weight(
     for t in boundaries:
         value = Decimal(0)
         for s in held:
-            mark = store.mark(s, t) or last[s]
-            last[s] = mark
-            value += share * mark / start_marks[s]  # type: ignore[operator]
+            price = mark(s, t) or last[s]
+            last[s] = price
+            value += share * price / start_marks[s]  # type: ignore[operator]
         out.append(value)
     return out

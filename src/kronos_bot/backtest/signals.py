@@ -39,6 +39,8 @@ class HourSignals:
     problems: dict[str, str]  # symbol -> why its bars were not usable (a `data_invalid` decision)
     last_close: dict[str, Decimal]  # price hints for the orders, as the live cycle passes them
     facts: dict[str, ForecastFacts] = field(default_factory=dict)  # what scoring the forecast needs
+    # The forecast behind each Kronos verdict: `trials` re-derives the verdict with other thresholds.
+    forecasts: dict[str, SeriesForecast] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,6 +79,7 @@ class SignalSource:
                 cells[(t, symbol)] = _Cell(raw, checked, frame)
         technical = {k: self._technical(c) for k, c in cells.items() if c.checked.ok}
         self._facts: dict[tuple[datetime, str], ForecastFacts] = {}
+        self._forecasts: dict[tuple[datetime, str], SeriesForecast] = {}
         kronos = self._kronos(cells)
         out = []
         for t in times:
@@ -89,6 +92,7 @@ class SignalSource:
                     problems={s: cells[(t, s)].checked.problem_text for s in self.symbols if s not in valid},
                     last_close={s: Decimal(repr(cells[(t, s)].checked.last_close)) for s in valid},
                     facts={s: self._facts[(t, s)] for s in valid if (t, s) in self._facts},
+                    forecasts={s: self._forecasts[(t, s)] for s in valid if (t, s) in self._forecasts},
                 )
             )
         return out
@@ -138,6 +142,7 @@ class SignalSource:
     def _note_facts(self, cell_key: tuple[datetime, str], cell: _Cell, forecast: SeriesForecast) -> None:
         """What scoring this forecast needs (as the live trader journals it); the context's closes come
         from the raw window, so no validated frame is rebuilt for a cached forecast."""
+        self._forecasts[cell_key] = forecast
         horizon = self.settings.gates.kronos.horizon
         index = horizon - 1
         c = cell.checked

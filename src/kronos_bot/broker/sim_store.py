@@ -23,9 +23,25 @@ class SimStore:
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
+        # Read-through copies of cash and positions (`keep_in_memory`); None = read the file.
+        self._cash: Decimal | None = None
+        self._positions: dict[str, tuple[Decimal, Decimal]] | None = None
+        self._remember = False
+
+    def keep_in_memory(self) -> None:
+        """Answer cash and positions from memory after the first read (writes still go to the file).
+
+        Only for a journal no other writer shares and whose rolled-back transactions end its user: the
+        backtest's in-memory journal (each replayed hour is one transaction, and an exception ends the
+        replay; the broker raises before it writes). A backtest reads the account every replayed hour,
+        and these two reads were most of the cost of an hour without trades.
+        """
+        self._remember = True
 
     def cash(self, starting_cash: Decimal) -> Decimal:
         """The sim account's cash, created with `starting_cash` on first use."""
+        if self._cash is not None:
+            return self._cash
         with self.journal.transaction() as conn:
             row = conn.execute("SELECT cash FROM sim_account WHERE id = 1").fetchone()
             if row is None:
@@ -33,28 +49,46 @@ class SimStore:
                     "INSERT INTO sim_account (id, cash, starting_cash, updated_at) VALUES (1, ?, ?, ?)",
                     (encode_decimal(starting_cash), encode_decimal(starting_cash), encode_time(utcnow())),
                 )
-                return starting_cash
-            return Decimal(row["cash"])
+                cash = starting_cash
+            else:
+                cash = Decimal(row["cash"])
+        if self._remember:
+            self._cash = cash
+        return cash
 
     def set_cash(self, cash: Decimal) -> None:
         self.journal.execute(
             "UPDATE sim_account SET cash = ?, updated_at = ? WHERE id = 1",
             (encode_decimal(cash), encode_time(utcnow())),
         )
+        if self._remember:
+            self._cash = cash
 
     def positions(self) -> dict[str, tuple[Decimal, Decimal]]:
         """symbol -> (qty, avg_entry_price)."""
+        if self._positions is not None:
+            return dict(self._positions)
         rows = self.journal.query("SELECT * FROM sim_positions ORDER BY symbol")
-        return {r["symbol"]: (Decimal(r["qty"]), Decimal(r["avg_entry_price"])) for r in rows}
+        found = {r["symbol"]: (Decimal(r["qty"]), Decimal(r["avg_entry_price"])) for r in rows}
+        if self._remember:
+            self._positions = dict(found)
+        return found
 
     def set_position(self, symbol: str, qty: Decimal, avg_entry_price: Decimal) -> None:
         if qty <= 0:
             self.journal.execute("DELETE FROM sim_positions WHERE symbol = ?", (symbol,))
-            return
-        self.journal.execute(
-            "INSERT OR REPLACE INTO sim_positions (symbol, qty, avg_entry_price, updated_at) VALUES (?, ?, ?, ?)",
-            (symbol, encode_decimal(qty), encode_decimal(avg_entry_price), encode_time(utcnow())),
-        )
+        else:
+            self.journal.execute(
+                "INSERT OR REPLACE INTO sim_positions (symbol, qty, avg_entry_price, updated_at) VALUES (?, ?, ?, ?)",
+                (symbol, encode_decimal(qty), encode_decimal(avg_entry_price), encode_time(utcnow())),
+            )
+        if self._positions is not None:
+            if qty <= 0:
+                self._positions.pop(symbol, None)
+            else:
+                self._positions[symbol] = (qty, avg_entry_price)
+            # The file orders by symbol; so does the copy (get_positions and equity sums read it in order).
+            self._positions = dict(sorted(self._positions.items()))
 
     def save_order(self, order: OrderResult, triggered: bool = False) -> None:
         self.journal.execute(

@@ -16,7 +16,7 @@ EXAMPLE = "example: kronos-bot backtest --data tests/fixtures/bars --from 2024-1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from kronos_bot.backtest.inputs import add_data_arguments, add_model_arguments
+    from kronos_bot.backtest.inputs import add_cost_arguments, add_data_arguments, add_model_arguments
 
     add_data_arguments(parser)
     add_model_arguments(parser)
@@ -26,13 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="JSONL news archive (id, created_at, headline, summary, symbols); without it sentiment is NO_DATA",
     )
-    parser.add_argument(
-        "--fee-percent", type=float, metavar="PERCENT", help="fee per fill, percent (default: broker.sim.fee_percent)"
-    )
-    parser.add_argument(
-        "--slippage-bps", type=float, metavar="BPS", help="slippage, basis points (default: broker.sim.slippage_bps)"
-    )
-    parser.add_argument("--starting-cash", type=float, metavar="USD", help="USD (default: broker.sim.starting_cash)")
+    add_cost_arguments(parser)
     parser.add_argument(
         "--ablate",
         action="store_true",
@@ -44,7 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace, settings: Settings) -> int:
     from kronos_bot.backtest import inputs
     from kronos_bot.backtest.news_archive import ArchiveNewsProvider, load_news_archive
-    from kronos_bot.backtest.options import backtest_settings
     from kronos_bot.backtest.report import summary_lines, write_backtest_report
     from kronos_bot.backtest.runner import run_backtest
     from kronos_bot.logs import configure_logging, get_logger
@@ -55,15 +48,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     )
     log = get_logger("kronos_bot.backtest")
     try:
-        run_settings = backtest_settings(
-            settings,
-            symbols=inputs.symbols_of(args, settings),
-            samples=args.samples,
-            seed=args.seed,
-            fee_percent=args.fee_percent,
-            slippage_bps=args.slippage_bps,
-            starting_cash=args.starting_cash,
-        )
+        run_settings = inputs.run_settings_of(args, settings)
         store = inputs.load_store(args, run_settings, list(run_settings.symbols))
         period = inputs.resolve_period(args, store, run_settings)
         news = note = None

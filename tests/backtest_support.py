@@ -14,8 +14,22 @@ from kronos_bot.backtest.options import backtest_settings
 from kronos_bot.config import Settings
 from kronos_bot.forecast_types import Candle, SamplingParams, SeriesForecast, SeriesInput
 from kronos_bot.market.bars import bars_frame
+from tests.forecaster_support import TINY_MODEL, TINY_TOKENIZER
 
 FIXTURE_BARS = Path(__file__).resolve().parent / "fixtures" / "bars"
+# The command-line tail of backtest / evaluate / optimize runs in tests: two symbols, the tiny checkpoint.
+TINY_BTC_ETH_ARGS = (
+    "--symbols",
+    "BTC",
+    "ETH",
+    "--model",
+    str(TINY_MODEL),
+    "--tokenizer",
+    str(TINY_TOKENIZER),
+    "--no-verify",
+    "--threads",
+    "1",
+)
 HOUR = timedelta(hours=1)
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 

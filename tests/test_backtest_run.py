@@ -17,9 +17,9 @@ from kronos_bot.backtest.period import Period
 from kronos_bot.backtest.report import write_backtest_report
 from kronos_bot.backtest.rows import DECISION_COLUMNS, TRADE_COLUMNS
 from kronos_bot.backtest.runner import BacktestRun, run_backtest
-from tests.backtest_support import FIXTURE_BARS, CountingForecaster, settings
+from tests.backtest_support import FIXTURE_BARS, TINY_BTC_ETH_ARGS, CountingForecaster, settings
 from tests.conftest import SHIPPED_CONFIG
-from tests.forecaster_support import TINY_MODEL, TINY_TOKENIZER, tiny_model
+from tests.forecaster_support import tiny_model
 
 HOUR = timedelta(hours=1)
 SYMBOLS = ("BTC/USD", "ETH/USD")
@@ -119,16 +119,7 @@ def test_backtest_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         "2024-12-20",
         "--to",
         "2024-12-21",
-        "--symbols",
-        "BTC",
-        "ETH",
-        "--model",
-        str(TINY_MODEL),
-        "--tokenizer",
-        str(TINY_TOKENIZER),
-        "--no-verify",
-        "--threads",
-        "1",
+        *TINY_BTC_ETH_ARGS,
         "--out",
         str(tmp_path / "out"),
         "--cache-dir",
@@ -162,16 +153,7 @@ def test_backtest_command_with_alpaca_history(
         "2024-12-20T00:00",
         "--to",
         "2024-12-20T12:00",
-        "--symbols",
-        "BTC",
-        "ETH",
-        "--model",
-        str(TINY_MODEL),
-        "--tokenizer",
-        str(TINY_TOKENIZER),
-        "--no-verify",
-        "--threads",
-        "1",
+        *TINY_BTC_ETH_ARGS,
         "--out",
         str(tmp_path / "out"),
         "--cache-dir",

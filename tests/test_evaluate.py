@@ -30,9 +30,8 @@ from kronos_bot.backtest.forecast_scores import (
 )
 from kronos_bot.backtest.period import Period
 from kronos_bot.forecast_types import Candle, SamplingParams, SeriesForecast, SeriesInput
-from tests.backtest_support import FIXTURE_BARS, fixture_store, settings
+from tests.backtest_support import FIXTURE_BARS, TINY_BTC_ETH_ARGS, fixture_store, settings
 from tests.conftest import SHIPPED_CONFIG
-from tests.forecaster_support import TINY_MODEL, TINY_TOKENIZER
 
 HOUR = timedelta(hours=1)
 T = datetime(2024, 12, 20, tzinfo=UTC)
@@ -148,16 +147,7 @@ def test_evaluate_command_shares_the_forecast_cache_with_backtest(
         "2024-12-20",
         "--to",
         "2024-12-20",
-        "--symbols",
-        "BTC",
-        "ETH",
-        "--model",
-        str(TINY_MODEL),
-        "--tokenizer",
-        str(TINY_TOKENIZER),
-        "--no-verify",
-        "--threads",
-        "1",
+        *TINY_BTC_ETH_ARGS,
         "--cache-dir",
         str(tmp_path / "cache"),
     ]

@@ -28,9 +28,8 @@ from kronos_bot.backtest.optimize.folds import hours_needed, walk_forward
 from kronos_bot.backtest.optimize.space import SpaceError, parse_space
 from kronos_bot.backtest.period import Period
 from kronos_bot.config import Settings
-from tests.backtest_support import FIXTURE_BARS
+from tests.backtest_support import FIXTURE_BARS, TINY_BTC_ETH_ARGS
 from tests.conftest import REPO_ROOT, SHIPPED_CONFIG
-from tests.forecaster_support import TINY_MODEL, TINY_TOKENIZER
 
 SPACE = REPO_ROOT / "config" / "optimize.yaml"
 
@@ -46,16 +45,7 @@ def command(out: Path, cache: Path, *extra: str, start: str = "2024-12-18", end:
         start,
         "--to",
         end,
-        "--symbols",
-        "BTC",
-        "ETH",
-        "--model",
-        str(TINY_MODEL),
-        "--tokenizer",
-        str(TINY_TOKENIZER),
-        "--no-verify",
-        "--threads",
-        "1",
+        *TINY_BTC_ETH_ARGS,
         "--samples",
         "4",
         "--seed",

@@ -6,9 +6,10 @@ does not depend on the model's size; the tiny model only keeps the one-off cold 
   prepare   `prepare_trials` over the whole period; cold the first time (forecasts computed and cached
             in --cache-dir), warm afterwards (no model needed: the cache names the model it came from)
   trials    N trials of `run_trial` over the whole period with random parameter draws (the kind of
-            values `kronos-bot optimize` samples); trials/s, median and p90 seconds per trial
+            values `kronos-bot optimize` samples); trials/s, median and p90 seconds per trial; then
+            the shipped settings themselves as a trial (they trade the most)
   backtest  the same draws through `run_backtest` from the same cache, for comparison (fewer of them:
-            --backtests, default 3)
+            --backtests, default 3), each checked to give the trial's result
 
     python scripts/bench_optimize.py [--trials 20] [--backtests 3] [--samples 8] [--json]
 """
@@ -65,6 +66,68 @@ def with_changes(settings: Any, changes: dict[str, Any]) -> Any:
     return settings.model_copy(update=sections)
 
 
+def same_result(trial: Any, run: Any) -> bool:
+    """A trial and a backtest of the same settings agree on the trades and the equity curve."""
+    closed = [p for p in run.positions if not p.is_open]
+    curve = [(p.time, round(float(p.equity), 6)) for p in run.equity]
+    return trial.trades == len(closed) and [(t, round(v, 6)) for t, v in trial.equity] == curve
+
+
+def study(args: argparse.Namespace, period: Any) -> dict[str, Any]:
+    """The whole command, as a user runs it: prepare, the trials in --jobs workers, walk-forward, report."""
+    import re
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-optimize-") as out:
+        command = [
+            str(Path(sys.executable).with_name("kronos-bot")),
+            "optimize",
+            "--data",
+            args.data,
+            "--from",
+            period.start.isoformat(),
+            "--to",
+            period.end.isoformat(),
+            "--samples",
+            str(args.samples),
+            "--seed",
+            "0",
+            "--cache-dir",
+            args.cache_dir,
+            "--model",
+            str(TINY / "model"),
+            "--tokenizer",
+            str(TINY / "tokenizer"),
+            "--no-verify",
+            "--trials",
+            str(args.study),
+            "--jobs",
+            str(args.jobs),
+            "--out",
+            out,
+            "--no-progress",
+        ]
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - started
+    found = re.search(r"(\d+) trials in ([\d.]+) s \(([\d.]+) trials/s\)", done.stdout)
+    # The fold table's rows and what the command said about them (worse than defaults / buy & hold).
+    folds = [
+        line
+        for line in done.stdout.splitlines()
+        if re.match(r"\s+\d+\s+(in|out)", line) or line.startswith(("fold ", "out-of-sample"))
+    ]
+    return {
+        "trials": args.study,
+        "jobs": args.jobs,
+        "wall_s": round(wall, 1),
+        "trials_s": float(found.group(2)) if found else None,
+        "trials_per_s": float(found.group(3)) if found else None,
+        "fold_table": folds,
+    }
+
+
 def timings(seconds: list[float]) -> dict[str, float]:
     ordered = sorted(seconds)
     p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
@@ -85,6 +148,14 @@ def main() -> int:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="default: ../shared/data")
     parser.add_argument("--cache-dir", default=str(REPO / "var" / "bench-optimize-cache"))
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the trials to FILE")
+    parser.add_argument(
+        "--study",
+        type=int,
+        default=0,
+        metavar="TRIALS",
+        help="also run `kronos-bot optimize --trials TRIALS --jobs JOBS` on the same period and cache (wall time)",
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes of --study (default 2)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
@@ -127,7 +198,7 @@ def main() -> int:
 
     rng = random.Random(args.seed)
     draws = [with_changes(settings, draw(rng)) for _ in range(max(args.trials, args.backtests))]
-    trial_s, trades = [], []
+    trial_s, trades, results = [], [], []
     profiler = None
     if args.profile:
         import cProfile
@@ -139,22 +210,37 @@ def main() -> int:
         result = run_trial(data, s, period.start, period.end)
         trial_s.append(time.perf_counter() - t)
         trades.append(result.trades)
+        results.append(result)
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(args.profile)
     if trial_s:
-        out["trials"] = {**timings(trial_s), "trades": trades}
+        out["trials"] = {**timings(trial_s), "seconds": [round(x, 3) for x in trial_s], "trades": trades}
         print(f"trials: {out['trials']}", file=sys.stderr)
-
-    backtest_s = []
-    with CacheStore.in_dir(args.cache_dir) as cache:
-        for s in draws[: args.backtests]:
+        # The shipped thresholds trade far more than most draws: the slow end of a study's trials.
+        default_s = []
+        for _ in range(3):
             t = time.perf_counter()
-            run_backtest(s, store, period, forecaster=model(), cache=cache)
+            result = run_trial(data, settings, period.start, period.end)
+            default_s.append(time.perf_counter() - t)
+        out["defaults_trial"] = {**timings(default_s), "trades": result.trades}
+        print(f"defaults trial: {out['defaults_trial']}", file=sys.stderr)
+
+    backtest_s, differ = [], []
+    with CacheStore.in_dir(args.cache_dir) as cache:
+        for n, s in enumerate(draws[: args.backtests]):
+            t = time.perf_counter()
+            run = run_backtest(s, store, period, forecaster=model(), cache=cache)
             backtest_s.append(time.perf_counter() - t)
+            if n < len(results) and not same_result(results[n], run):
+                differ.append(n)
     if backtest_s:
-        out["backtests"] = timings(backtest_s)
+        # Each backtest replays the same draw as the trial of that number: their results must agree.
+        out["backtests"] = {**timings(backtest_s), "compared": min(len(backtest_s), len(results)), "differ": differ}
         print(f"backtests: {out['backtests']}", file=sys.stderr)
+    if args.study:
+        out["study"] = study(args, period)
+        print(f"study: {out['study']}", file=sys.stderr)
     print(json.dumps(out) if args.json else json.dumps(out, indent=2))
     return 0
 

@@ -170,3 +170,37 @@ def test_stop_limit_on_bars_conservative(journal: Journal) -> None:
     assert b.get_order(order.order_id).is_open
     fills = b.on_bar("SOL/USD", D("93.5"), D("94.5"), D("93"), D("94.2"))
     assert fills and fills[0].filled_avg_price == D(94)
+
+
+def test_orders_kept_in_memory_answer_exactly_like_the_file(journal: Journal) -> None:
+    """`SimStore.keep_in_memory` (backtests, optimizer trials) must answer every order question exactly as
+    reading the rows back would: same values, same Decimal exponents and time zones, same open set and
+    order, through fills, triggers, replaces and cancels."""
+    from kronos_bot.broker.sim_store import SimStore
+
+    prices = Prices(SOL_USD="100", ETH_USD="2000")
+    b = sim(journal, prices)
+    b.store.keep_in_memory()
+    b.buy_notional("SOL/USD", D("100"), "c1")
+    b.buy_notional("ETH/USD", D("200"), "c2")
+    sol, eth = b.get_position("SOL/USD").qty, b.get_position("ETH/USD").qty
+    s1 = b.place_stop_limit_sell("SOL/USD", sol, D("95.50"), D("94.5"), "s1")
+    e1 = b.place_stop_limit_sell("ETH/USD", eth, D("1900"), D("1880.0"), "e1")
+    b.replace_stop_limit(s1.order_id, D("97"), D("96"), "s2")
+    b.on_bar("ETH/USD", D("1870"), D("1875"), D("1860"), D("1870"))  # gapped below the limit: rests triggered
+    b.on_price("SOL/USD", D("99"))
+    b.cancel_order(e1.order_id)
+    b.place_stop_limit_sell("ETH/USD", eth, D("1850"), D("1800"), "e2")
+    file = SimStore(journal)  # reads the rows every time
+    ids = [r["order_id"] for r in journal.query("SELECT order_id FROM sim_orders")]
+    assert len(ids) == 6
+    for order_id in ids:
+        assert b.store.get_order(order_id) == file.get_order(order_id)
+        found = file.get_order(order_id)
+        assert found is not None
+        memo = b.store.get_order_by_client_id(found[0].client_order_id)
+        assert memo == found and str(memo[0].qty) == str(found[0].qty)
+    for symbol in (None, "SOL/USD", "ETH/USD", "DOGE/USD"):
+        assert b.store.open_orders(symbol) == file.open_orders(symbol)
+    assert sorted(o.client_order_id for o, _ in b.store.open_orders()) == ["e2", "s2"]
+    assert b.store.get_order("missing") is None and b.store.get_order_by_client_id("missing") is None

@@ -24,7 +24,7 @@ from kronos_bot.domain import (
     TechnicalVerdict,
     Tier,
 )
-from kronos_bot.trader.journal import SCHEMA_VERSION, Journal, JournalError
+from kronos_bot.trader.journal import FILLED_ENTRIES_WITHOUT_POSITION, SCHEMA_VERSION, Journal, JournalError
 from kronos_bot.trader.stops import initial_state
 
 T0 = datetime(2025, 3, 1, 12, tzinfo=UTC)
@@ -299,3 +299,11 @@ def test_version_1_journal_gains_the_version_2_indexes(tmp_path: Path) -> None:
         names = {r[0] for r in j._query("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"positions_status", "positions_closed_symbol_exit", "orders_position"} <= names
         assert j.last_exit_times() == {}
+
+
+def test_filled_entries_without_position_is_an_index_lookup(tmp_path: Path) -> None:
+    """Asked every cycle: it must not scan every order of a journal that grows for months."""
+    with Journal(tmp_path / "j.sqlite") as j:
+        plan = " | ".join(str(tuple(r)) for r in j.query("EXPLAIN QUERY PLAN " + FILLED_ENTRIES_WITHOUT_POSITION))
+    assert "USING INDEX orders_unlinked_entries" in plan, plan
+    assert "positions_entry_client_order_id" in plan, plan

@@ -89,6 +89,9 @@ CHANGES: list[dict[str, Any]] = [
     # Indicator periods: the slow path, technical_gate itself on rebuilt windows.
     {"gates": {"technical": {"rsi_period": 9, "ema_fast": 8}}, "engine": {"require_technical_for_kronos_only": True}},
     {"sizing": {"fixed_usd": 400.0}, "broker": {"sim": {"fee_percent": 0.1, "slippage_bps": 2.0}}},
+    # Max holding time: exits whose tick skips the HWM raise (see bar_exits), carried in memory before.
+    {"exits": {"max_hold_hours": 5, "trail_percent": 3.0}},
+    {"exits": {"backstop": {"enabled": False}, "trail_percent": 1.0}},
 ]
 
 
@@ -182,3 +185,36 @@ def test_only_hours_that_can_enter_run_the_engine() -> None:
     strict = make(gates={"kronos": {"threshold_percent": 0.3, "min_confidence": 0.3}}).gates.kronos
     some = _candidates(data, strict, 0, len(data.hours))
     assert 0 < len(some) < len(data.hours)  # the shortcut is taken, and the equality tests cover it
+
+
+def test_an_exit_the_monitor_cannot_carry_out_replays_the_trial_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial keeps no broker backstops and carries stop raises in memory, which is exact only while the
+    monitor carries out every exit verdict; when a sell is refused the trial is replayed in full (the
+    backtest's `Replay`, backstops and all) and still equals the backtest."""
+    from kronos_bot.backtest import trials
+    from kronos_bot.broker.base import OrderRejected
+    from kronos_bot.broker.sim import SimBroker
+
+    sell = SimBroker.sell_qty
+
+    def refusing(self: SimBroker, symbol: str, qty: Any, client_order_id: str) -> Any:
+        if self.clock().hour % 3 == 0:  # the exchange refuses every third hour's sells
+            raise OrderRejected("refused by the test", status_code=422)
+        return sell(self, symbol, qty, client_order_id)
+
+    monkeypatch.setattr(SimBroker, "sell_qty", refusing)
+    full: list[int] = []
+    plain = trials.Replay
+
+    class CountingReplay(plain):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any) -> None:
+            full.append(1)
+            super().__init__(*args)
+
+    monkeypatch.setattr(trials, "Replay", CountingReplay)
+    s = make(exits={"trail_percent": 0.5, "stop_loss_percent": 1.0})
+    trial = run_trial(prepared(), s, PERIOD.start, PERIOD.end)
+    run = backtest(s)
+    assert run.exit_mismatches > 0  # verdicts were refused ...
+    assert full == [1]  # ... so the quick replay gave up once and the full one finished
+    assert_same(trial, run)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from kronos_bot.backtest.bar_exits import monitor_ticks
+from kronos_bot.backtest.bar_exits import Tick, monitor_ticks
 from kronos_bot.backtest.data import BarStore
 from kronos_bot.backtest.signals import HourSignals
 from kronos_bot.broker.factory import make_broker
@@ -109,16 +109,7 @@ class Replay:
                 continue  # no trades that hour: the last price stands, nothing new to check
             verdict, ticks = monitor_ticks(position.stop_state(), bar, self.settings.exits)
             backstop_before = position.backstop_stop
-            done: PositionRecord | None = None
-            current = position
-            for i, tick in enumerate(ticks):
-                self.clock.now = tick.time
-                self.prices.set(position.symbol, tick.price)
-                if i:
-                    current = self.journal.get_position(position.id)
-                done = self.monitor.check(current, self.broker.get_position(position.symbol), tick.time)
-                if done is not None:
-                    break
+            done = self.through_ticks(position, ticks)
             if done is None and verdict.reason is not None:
                 # Only a bar whose low reached the pre-bar stop can reach the backstop (which is never above it).
                 done = self._backstop(position.id, bar_open, backstop_before)
@@ -135,6 +126,19 @@ class Replay:
             if done is not None:
                 closed.append(done)
         return closed
+
+    def through_ticks(self, position: PositionRecord, ticks: list[Tick]) -> PositionRecord | None:
+        """The live exit monitor over one bar's ticks (`bar_exits.monitor_ticks`); the position if it closed."""
+        current = position
+        for i, tick in enumerate(ticks):
+            self.clock.now = tick.time
+            self.prices.set(position.symbol, tick.price)
+            if i:
+                current = self.journal.get_position(position.id)
+            done = self.monitor.check(current, self.broker.get_position(position.symbol), tick.time)
+            if done is not None:
+                return done
+        return None
 
     def open_positions(self) -> list[PositionRecord]:
         """The journal's open positions, read again only when a row of the journal changed since.

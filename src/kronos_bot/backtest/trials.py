@@ -12,9 +12,12 @@ the same span, trade for trade (tests/test_trials.py).
 
 What makes it fast (measured with cProfile on 6 months x 4 symbols; scripts/bench_optimize.py): no
 per-hour pandas and no forecast parsing (done once); the engine asked only for symbols that can enter
-(`_candidates`, `TrialReplay`), which skips most journal reads; bars and prices remembered across
-trials (`MemoBars`); the simulated broker's cash and positions kept in memory (`SimStore.keep_in_memory`).
-What is left is the live trader's own work per trade (journal writes, backstop moves).
+(`_candidates`, `TrialReplay`), which skips most journal reads, and only those gates judged again
+(`TrialJudge`); bars and prices remembered across trials (`MemoBars`); the simulated broker's cash,
+positions and orders kept in memory (`SimStore.keep_in_memory`); one journal transaction per trial; stop
+raises carried in memory between exit bars and no broker-side backstops (`TrialReplay.exits`: exact as
+long as the monitor carries out every exit verdict, and a trial where it does not is replayed in full).
+What is left is the live trader's own work per entry and exit (journal rows, orders, fills).
 
 Settings that change the forecasts or the kept inputs (sampling, horizon, bars, sentiment, symbols, the
 model) are refused with a ValueError: the study computes those once.
@@ -31,6 +34,7 @@ from decimal import Decimal
 from typing import Any
 
 from kronos_bot.backtest import metrics
+from kronos_bot.backtest.bar_exits import monitor_ticks
 from kronos_bot.backtest.cache_store import CacheStore
 from kronos_bot.backtest.data import Bar, BarStore
 from kronos_bot.backtest.forecast_cache import ForecastBook
@@ -40,16 +44,19 @@ from kronos_bot.backtest.replay import Replay
 from kronos_bot.backtest.rows import position_fees
 from kronos_bot.backtest.runner import DEFAULT_BATCH_HOURS, NO_ARCHIVE, BacktestRun, equal_weight, replay_hours
 from kronos_bot.backtest.signals import HourSignals, SignalSource
-from kronos_bot.config import KronosGateSettings, Settings, TechnicalSettings
+from kronos_bot.config import BackstopSettings, KronosGateSettings, Settings, TechnicalSettings
 from kronos_bot.domain import Decision, GateResults, KronosResult, TechnicalResult, TechnicalVerdict
 from kronos_bot.forecast_types import Forecaster, ForecasterUnavailable, SamplingParams, SeriesForecast, SeriesInput
 from kronos_bot.gates.forecast_cache import sampling_params
 from kronos_bot.gates.kronos import kronos_gate
 from kronos_bot.gates.technical import technical_gate
+from kronos_bot.logs import get_logger
 from kronos_bot.market.news import NewsFeed, NewsProvider
 from kronos_bot.trader.records import PositionRecord
+from kronos_bot.trader.stops import StopState
 
 HOUR = timedelta(hours=1)
+log = get_logger("kronos_bot.backtest.trials")
 MODEL_KIND = "trials-model"  # cache kind: the model_info a study's forecasts were computed with
 # The Kronos gate's settings that shape the forecasts (or which of its candles is read): fixed per study.
 FORECAST_FIELDS = ("pred_len", "horizon", "samples", "temperature", "top_p", "top_k", "seed")
@@ -319,33 +326,62 @@ def _candidates(data: TrialData, settings: KronosGateSettings, lo: int, hi: int)
     return out
 
 
-def _trial_hours(data: TrialData, settings: Settings, lo: int, hi: int) -> list[HourSignals]:
-    """The kept hours lo..hi-1, each with the gates of its candidate symbols (see `_candidates`) judged
-    under `settings` by the real gate functions."""
-    technical = settings.gates.technical
-    changed = _changed_fields(technical, data.settings.gates.technical)
-    recomputed = _recomputed_technical(data, technical) if changed - TECHNICAL_THRESHOLDS else None
-    kronos_settings: KronosGateSettings = settings.gates.kronos
-    same_kronos = kronos_settings == data.settings.gates.kronos
-    candidates = _candidates(data, kronos_settings, lo, hi)
+class TrialJudge:
+    """The gate verdicts of one trial's settings, on the study's kept inputs, by the real gate functions.
+
+    Why a separate step: `trial_hours` lists each hour's candidate symbols (`_candidates`) with their
+    kept gates, and only the ones the engine is then really asked about (`TrialReplay` leaves out held
+    symbols and full hours) are judged again under the trial's thresholds -- most candidates never are.
+    """
+
+    def __init__(self, data: TrialData, settings: Settings) -> None:
+        technical = settings.gates.technical
+        self.technical = technical
+        self.changed = _changed_fields(technical, data.settings.gates.technical)
+        self.recomputed = _recomputed_technical(data, technical) if self.changed - TECHNICAL_THRESHOLDS else None
+        self.kronos: KronosGateSettings = settings.gates.kronos
+        self.same_kronos = self.kronos == data.settings.gates.kronos
+        self.start = data.period.start
+
+    def __call__(self, signals: HourSignals) -> HourSignals:
+        """`signals` (kept gates) with every gate judged under the trial's settings."""
+        if not signals.gates or (self.same_kronos and not self.changed):
+            return signals
+        i = (signals.time - self.start) // HOUR
+        gates = []
+        for g in signals.gates:
+            if self.recomputed is not None:
+                tech = self.recomputed[(i, g.symbol)]
+            elif self.changed:
+                tech = technical_verdict(g.technical, self.technical)
+            else:
+                tech = g.technical
+            kr = g.kronos if self.same_kronos else _kronos(g.kronos, signals.forecasts.get(g.symbol), self.kronos)
+            gates.append(GateResults(g.symbol, tech, g.sentiment, kr))
+        return replace(signals, gates=gates)
+
+
+def trial_hours(data: TrialData, settings: Settings, lo: int, hi: int) -> list[HourSignals]:
+    """The kept hours lo..hi-1, each with the kept gates of its candidate symbols only (see `_candidates`),
+    not yet judged under `settings` (`TrialJudge`)."""
+    candidates = _candidates(data, settings.gates.kronos, lo, hi)
     out = []
     for i in range(lo, hi):
         hour = data.hours[i]
         wanted = candidates.get(i)
-        gates = []
-        for g in hour.gates if wanted else ():
-            if g.symbol not in wanted:  # type: ignore[operator]
-                continue
-            if recomputed is not None:
-                tech = recomputed[(i, g.symbol)]
-            elif changed:
-                tech = technical_verdict(g.technical, technical)
-            else:
-                tech = g.technical
-            kr = g.kronos if same_kronos else _kronos(g.kronos, hour.forecasts.get(g.symbol), kronos_settings)
-            gates.append(GateResults(g.symbol, tech, g.sentiment, kr))
-        out.append(HourSignals(time=hour.time, gates=gates, problems={}, last_close=hour.last_close))
+        gates = [g for g in hour.gates if g.symbol in wanted] if wanted else []
+        out.append(
+            HourSignals(time=hour.time, gates=gates, problems={}, last_close=hour.last_close, forecasts=hour.forecasts)
+        )
     return out
+
+
+class ExitNotCarriedOut(Exception):
+    """The monitor did not sell on a bar whose verdict is an exit: from there on the broker-side backstop
+    could matter, so the trial is replayed by the plain `Replay` (see `TrialReplay`)."""
+
+    def __init__(self, symbol: str, bar_open: datetime) -> None:
+        super().__init__(f"{symbol}: exit verdict of the bar at {bar_open.isoformat()} not carried out")
 
 
 class TrialReplay(Replay):
@@ -357,17 +393,59 @@ class TrialReplay(Replay):
     journal's own (one read); the engine's open set also counts pending entries, so this never leaves out
     a symbol the engine would let enter. And while the account is known to be flat (no position at the
     last read, no entry since: only entries open positions in a replay) the exits have nothing to do.
+    The gates left are judged under the trial's settings (`judge`) only then.
+
+    Its settings have the broker-side backstops off (`run_trial`): in a replay a backstop can only
+    change the account when the monitor did not carry out an exit verdict (`Replay._backstop`), and such
+    a bar ends this replay with `ExitNotCarriedOut`, so that the trial is replayed by the plain `Replay`.
     """
 
-    def __init__(self, settings: Settings, store: BarStore, start: datetime) -> None:
+    def __init__(
+        self, settings: Settings, store: BarStore, start: datetime, judge: Callable[[HourSignals], HourSignals]
+    ) -> None:
         super().__init__(settings, store, start)
+        self.judge = judge
         self._flat = True  # a fresh journal has no position
+        self._stops: dict[int, StopState] = {}  # position id -> stop state not yet handed to the monitor
 
     def exits(self, bar_open: datetime) -> list[PositionRecord]:
+        """`Replay.exits` with the stop raises of bars that exit nothing kept here instead of journaled.
+
+        Why: most held bars raise the HWM (a tick the monitor turns into a journal write, a re-read and a
+        backstop move), and only an exit bar's verdict changes the account. The raise is the same pure
+        rule the monitor applies to that tick (`update_stop` on the bar's high is `_raise_hwm`, exactly
+        `update_stop_bar`'s state, and it cannot exit), so the state is carried in memory; before an exit
+        bar it is written to the journal and the bar's ticks go through the monitor as in a backtest. The
+        price source follows every tick as there (a symbol without a bar at the next boundary keeps it).
+        A verdict the monitor does not carry out raises `ExitNotCarriedOut` (see the class doc).
+        """
         if self._flat:
             self._marked = None  # as Replay.exits leaves it
             return []
-        return super().exits(bar_open)
+        closed: list[PositionRecord] = []
+        self._marked = None
+        exits = self.settings.exits
+        for position in self.open_positions():
+            bar = self.store.bar(position.symbol, bar_open)
+            if bar is None:
+                continue
+            journaled = position.stop_state()
+            state = self._stops.get(position.id, journaled)
+            verdict, ticks = monitor_ticks(state, bar, exits)
+            if verdict.reason is None:
+                for tick in ticks:
+                    self.prices.set(position.symbol, tick.price)
+                self._stops[position.id] = verdict.state
+                continue
+            if state != journaled:
+                self.journal.update_stop(position.id, state)
+                position = self.journal.get_position(position.id)
+            done = self.through_ticks(position, ticks)
+            if done is None:
+                raise ExitNotCarriedOut(position.symbol, bar_open)
+            self._stops.pop(position.id, None)
+            closed.append(done)
+        return closed
 
     def decide_and_enter(self, signals: HourSignals) -> list[Decision]:
         if not signals.gates:
@@ -379,6 +457,7 @@ class TrialReplay(Replay):
         gates = [g for g in signals.gates if g.symbol not in open_symbols]
         if len(gates) < len(signals.gates):
             signals = replace(signals, gates=gates)
+        signals = self.judge(signals)
         entered = len(self.entries)
         decisions = super().decide_and_enter(signals)
         if len(self.entries) > entered:
@@ -399,11 +478,26 @@ def run_trial(data: TrialData, settings: Settings, start: datetime, end: datetim
         raise ValueError(f"empty span {start.isoformat()} .. {end.isoformat()}")
     lo, hi = data.index_of(start), data.index_of(end)
     period = Period(start, end)
-    run = BacktestRun(settings=settings, period=period)
-    run.model_info = data.model_info
-    replay = TrialReplay(settings, data.store, start)
+    run = BacktestRun(settings=settings, period=period, model_info=data.model_info)
+    hours, judge = trial_hours(data, settings, lo, hi), TrialJudge(data, settings)
+    # No broker-side backstops in a trial (see `TrialReplay`): the replay's settings leave them off.
+    quick = settings.model_copy(
+        update={"exits": settings.exits.model_copy(update={"backstop": BackstopSettings(enabled=False)})}
+    )
+    replay = TrialReplay(quick, data.store, start, judge)
     try:
-        replay_hours(replay, run, _trial_hours(data, settings, lo, hi), data.store, period, extras=False)
+        # One transaction for the whole trial: the journal is in memory and this trial's alone, so the
+        # hourly ones of `replay_hours` (a BEGIN and a COMMIT each) would buy nothing.
+        with replay.journal.transaction():
+            replay_hours(replay, run, hours, data.store, period, extras=False)
+    except ExitNotCarriedOut as exc:
+        log.info("trial.full_replay", reason=str(exc))
+        run = BacktestRun(settings=settings, period=period, model_info=data.model_info)
+        plain = Replay(settings, data.store, start)
+        try:
+            replay_hours(plain, run, [judge(h) for h in hours], data.store, period, extras=False)
+        finally:
+            plain.close()
     finally:
         replay.close()
     return _result(run, _buy_and_hold(data, settings, period))

@@ -10,12 +10,21 @@ times as ISO-8601 UTC TEXT.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from kronos_bot.broker.base import OrderResult, OrderSide, OrderStatus, OrderType
 from kronos_bot.trader.journal import Journal
 from kronos_bot.trader.records import decode_decimal, decode_time, encode_decimal, encode_time, utcnow
+
+OPEN_STATUSES = frozenset({OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED})
+
+
+def _file_order(order: OrderResult) -> tuple[int, str, str]:
+    """The sort key of `ORDER BY submitted_at, order_id` on the stored TEXT (NULL first)."""
+    submitted = encode_time(order.submitted_at)
+    return (0, "", order.order_id) if submitted is None else (1, submitted, order.order_id)
 
 
 class SimStore:
@@ -26,17 +35,26 @@ class SimStore:
         # Read-through copies of cash and positions (`keep_in_memory`); None = read the file.
         self._cash: Decimal | None = None
         self._positions: dict[str, tuple[Decimal, Decimal]] | None = None
+        # order_id -> (order as the file would return it, triggered); client_order_id -> order_id
+        self._orders: dict[str, tuple[OrderResult, bool]] | None = None
+        self._by_client_id: dict[str, str] = {}
+        self._open: dict[str, None] = {}  # ids of the remembered orders that are open (an ordered set)
         self._remember = False
 
     def keep_in_memory(self) -> None:
-        """Answer cash and positions from memory after the first read (writes still go to the file).
+        """Answer cash, positions and orders from memory (writes still go to the file).
 
         Only for a journal no other writer shares and whose rolled-back transactions end its user: the
         backtest's in-memory journal (each replayed hour is one transaction, and an exception ends the
         replay; the broker raises before it writes). A backtest reads the account every replayed hour,
-        and these two reads were most of the cost of an hour without trades.
+        and these two reads were most of the cost of an hour without trades; an optimizer trial reads
+        the orders a few times per trade (the exit monitor's held quantity, every backstop move).
         """
         self._remember = True
+        rows = self.journal.query("SELECT * FROM sim_orders")
+        self._orders, self._by_client_id, self._open = {}, {}, {}
+        for row in rows:
+            self._remember_order(*self._order(row))
 
     def cash(self, starting_cash: Decimal) -> Decimal:
         """The sim account's cash, created with `starting_cash` on first use."""
@@ -91,35 +109,50 @@ class SimStore:
             self._positions = dict(sorted(self._positions.items()))
 
     def save_order(self, order: OrderResult, triggered: bool = False) -> None:
+        row = {
+            "order_id": order.order_id,
+            "client_order_id": order.client_order_id,
+            "symbol": order.symbol,
+            "side": order.side.value,
+            "type": order.type.value,
+            "status": order.status.value,
+            "qty": encode_decimal(order.qty),
+            "notional": encode_decimal(order.notional),
+            "filled_qty": encode_decimal(order.filled_qty),
+            "filled_avg_price": encode_decimal(order.filled_avg_price),
+            "stop_price": encode_decimal(order.stop_price),
+            "limit_price": encode_decimal(order.limit_price),
+            "fee": encode_decimal(order.fee),
+            "fee_asset": order.fee_asset,
+            "triggered": int(triggered),
+            "replaced_by": order.replaced_by,
+            "submitted_at": encode_time(order.submitted_at),
+            "filled_at": encode_time(order.filled_at),
+            "updated_at": encode_time(utcnow()),
+        }
         self.journal.execute(
-            """INSERT OR REPLACE INTO sim_orders (order_id, client_order_id, symbol, side, type, status, qty,
-                   notional, filled_qty, filled_avg_price, stop_price, limit_price, fee, fee_asset, triggered,
-                   replaced_by, submitted_at, filled_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (
-                order.order_id,
-                order.client_order_id,
-                order.symbol,
-                order.side.value,
-                order.type.value,
-                order.status.value,
-                encode_decimal(order.qty),
-                encode_decimal(order.notional),
-                encode_decimal(order.filled_qty),
-                encode_decimal(order.filled_avg_price),
-                encode_decimal(order.stop_price),
-                encode_decimal(order.limit_price),
-                encode_decimal(order.fee),
-                order.fee_asset,
-                int(triggered),
-                order.replaced_by,
-                encode_time(order.submitted_at),
-                encode_time(order.filled_at),
-                encode_time(utcnow()),
-            ),
+            f"INSERT OR REPLACE INTO sim_orders ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            tuple(row.values()),
         )
+        if self._orders is not None:
+            # Decoded from the very values written, so the copy is what reading the row back returns.
+            self._remember_order(*self._order(row))
 
-    def _order(self, row: sqlite3.Row) -> tuple[OrderResult, bool]:
+    def _remember_order(self, order: OrderResult, triggered: bool) -> None:
+        """The memory copy of one `INSERT OR REPLACE` (which also drops a row holding the same client id)."""
+        assert self._orders is not None
+        previous = self._by_client_id.get(order.client_order_id)
+        if previous is not None and previous != order.order_id:
+            self._orders.pop(previous, None)
+            self._open.pop(previous, None)
+        self._orders[order.order_id] = (order, triggered)
+        self._by_client_id[order.client_order_id] = order.order_id
+        if order.status in OPEN_STATUSES:
+            self._open[order.order_id] = None
+        else:
+            self._open.pop(order.order_id, None)
+
+    def _order(self, row: sqlite3.Row | Mapping[str, Any]) -> tuple[OrderResult, bool]:
         order = OrderResult(
             order_id=row["order_id"],
             client_order_id=row["client_order_id"],
@@ -143,14 +176,23 @@ class SimStore:
         return order, bool(row["triggered"])
 
     def get_order(self, order_id: str) -> tuple[OrderResult, bool] | None:
+        if self._orders is not None:
+            return self._orders.get(order_id)
         rows = self.journal.query("SELECT * FROM sim_orders WHERE order_id = ?", (order_id,))
         return self._order(rows[0]) if rows else None
 
     def get_order_by_client_id(self, client_order_id: str) -> tuple[OrderResult, bool] | None:
+        if self._orders is not None:
+            order_id = self._by_client_id.get(client_order_id)
+            return self._orders.get(order_id) if order_id is not None else None
         rows = self.journal.query("SELECT * FROM sim_orders WHERE client_order_id = ?", (client_order_id,))
         return self._order(rows[0]) if rows else None
 
     def open_orders(self, symbol: str | None = None) -> list[tuple[OrderResult, bool]]:
+        if self._orders is not None:
+            orders = self._orders
+            found = [orders[i] for i in self._open if symbol is None or orders[i][0].symbol == symbol]
+            return sorted(found, key=lambda item: _file_order(item[0]))
         sql = "SELECT * FROM sim_orders WHERE status IN ('open', 'partially_filled')"
         params: tuple[Any, ...] = ()
         if symbol is not None:

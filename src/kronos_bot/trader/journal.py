@@ -44,6 +44,12 @@ from kronos_bot.trader.records import (
 )
 from kronos_bot.trader.stops import StopState
 
+# Entry orders that filled but own no position (see `Journal.filled_entries_without_position`).
+FILLED_ENTRIES_WITHOUT_POSITION = """
+    SELECT o.* FROM orders o LEFT JOIN positions p ON p.entry_client_order_id = o.client_order_id
+    WHERE o.purpose = 'entry' AND o.position_id IS NULL AND p.id IS NULL AND o.filled_qty IS NOT NULL
+      AND CAST(o.filled_qty AS REAL) > 0 ORDER BY o.id"""
+
 
 class JournalError(RuntimeError):
     """The journal file cannot be used (newer schema, corrupt...)."""
@@ -132,8 +138,13 @@ class Journal:
         return self._query(sql, params)
 
     def _exec(self, sql: str, params: Mapping[str, Any] | tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        with self.transaction() as conn:
-            return conn.execute(sql, params)
+        with self._lock:
+            if self._depth:
+                # Inside this thread's open transaction (the lock is held only by it): a nested
+                # `transaction()` would only count its depth, so the statement runs as it is.
+                return self._conn.execute(sql, params)
+            with self.transaction() as conn:
+                return conn.execute(sql, params)
 
     def _query(self, sql: str, params: Mapping[str, Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -426,12 +437,10 @@ class Journal:
 
     def filled_entries_without_position(self) -> list[OrderRecord]:
         """Entry orders that bought something but own no position: the process died between recording the
-        fill and opening the position. They are no longer pending, so only this query finds them again."""
-        rows = self._query(
-            """SELECT o.* FROM orders o LEFT JOIN positions p ON p.entry_client_order_id = o.client_order_id
-               WHERE o.purpose = 'entry' AND p.id IS NULL AND o.filled_qty IS NOT NULL
-                 AND CAST(o.filled_qty AS REAL) > 0 ORDER BY o.id"""
-        )
+        fill and opening the position. They are no longer pending, so only this query finds them again
+        (`open_position` links an entry order to its position in the same transaction, so a linked one
+        has its position)."""
+        rows = self._query(FILLED_ENTRIES_WITHOUT_POSITION)
         return [record_of(OrderRecord, r) for r in rows]
 
     # ----- positions -----

@@ -39,6 +39,8 @@ def utcnow() -> datetime:
 def encode_time(value: datetime | None) -> str | None:
     if value is None:
         return None
+    if value.tzinfo is UTC:  # the common case, and astimezone would give the same text
+        return value.isoformat()
     if value.tzinfo is None:
         raise ValueError("journal times must be tz-aware")
     return value.astimezone(UTC).isoformat()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 
 from kronos_bot.config import ExitSettings
 
@@ -36,7 +37,9 @@ class ExitReason(StrEnum):
     DUST = "dust"  # the remaining quantity is below the asset's minimum order size: cannot be sold
 
 
+@lru_cache(maxsize=256)
 def _pct(value: float) -> Decimal:
+    """A percent setting as a Decimal fraction (remembered: every stop check of every tick asks)."""
     return Decimal(str(value)) / HUNDRED
 
 

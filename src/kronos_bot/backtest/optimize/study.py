@@ -79,7 +79,8 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError(
             f"cannot open the study storage {shown_url(url)}: {cause}; fix: give --storage as "
-            "sqlite:///PATH/study.db or postgresql://USER@HOST/DB (a reachable server, its driver installed)"
+            "sqlite:///PATH/study.db or postgresql+psycopg://USER:PASSWORD@HOST/DB (a reachable server; "
+            "the driver: pip install 'kronos-bot[postgres]')"
         ) from None
 
 

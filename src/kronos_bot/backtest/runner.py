@@ -82,6 +82,13 @@ def _chunks(items: list[datetime], size: int) -> list[list[datetime]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def news_feed(news: NewsProvider | None, settings: Settings) -> NewsFeed:
+    """The sentiment gate's feed of a replay: the archive given, else none (NO_DATA, said once why)."""
+    if news is not None:
+        return NewsFeed(news, settings.gates.sentiment)
+    return NewsFeed(None, settings.gates.sentiment, NO_ARCHIVE)
+
+
 def run_backtest(
     settings: Settings,
     store: BarStore,
@@ -109,12 +116,7 @@ def run_backtest(
         raise ValueError(f"no bars loaded for {', '.join(missing)}")
     params = sampling_params(settings.gates.kronos, settings.forecaster.max_context)
     book = ForecastBook(forecaster, cache, params) if forecaster is not None else None
-    feed = (
-        NewsFeed(news, settings.gates.sentiment)
-        if news is not None
-        else NewsFeed(None, settings.gates.sentiment, NO_ARCHIVE)
-    )
-    source = SignalSource(settings, store, book, feed, cache)
+    source = SignalSource(settings, store, book, news_feed(news, settings), cache)
     run = BacktestRun(settings=settings, period=period, sentiment=news_note or NO_ARCHIVE)
     run.model_info = book.model_info if book is not None else None
     boundaries = list(period.boundaries())

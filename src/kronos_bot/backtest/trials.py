@@ -42,7 +42,7 @@ from kronos_bot.backtest.memo import BarsMemo
 from kronos_bot.backtest.period import Period
 from kronos_bot.backtest.replay import Replay
 from kronos_bot.backtest.rows import position_fees
-from kronos_bot.backtest.runner import DEFAULT_BATCH_HOURS, NO_ARCHIVE, BacktestRun, equal_weight, replay_hours
+from kronos_bot.backtest.runner import DEFAULT_BATCH_HOURS, BacktestRun, equal_weight, news_feed, replay_hours
 from kronos_bot.backtest.signals import HourSignals, SignalSource
 from kronos_bot.config import BackstopSettings, KronosGateSettings, Settings, TechnicalSettings
 from kronos_bot.domain import Decision, GateResults, KronosResult, TechnicalResult, TechnicalVerdict
@@ -51,7 +51,7 @@ from kronos_bot.gates.forecast_cache import sampling_params
 from kronos_bot.gates.kronos import kronos_gate
 from kronos_bot.gates.technical import technical_gate
 from kronos_bot.logs import get_logger
-from kronos_bot.market.news import NewsFeed, NewsProvider
+from kronos_bot.market.news import NewsProvider
 from kronos_bot.trader.records import PositionRecord
 from kronos_bot.trader.stops import StopState
 
@@ -191,12 +191,7 @@ def prepare_trials(
         stand_in = _CachedOnly(json.loads(recorded))
         model = stand_in
     book = ForecastBook(model, cache, params) if model is not None else None
-    feed = (
-        NewsFeed(news, settings.gates.sentiment)
-        if news is not None
-        else NewsFeed(None, settings.gates.sentiment, NO_ARCHIVE)
-    )
-    source = SignalSource(settings, store, book, feed, cache)
+    source = SignalSource(settings, store, book, news_feed(news, settings), cache)
     times = list(period.boundaries())[:-1]
     size = max(1, batch_hours)
     hours: list[HourSignals] = []
